@@ -1,0 +1,88 @@
+package sqldb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+)
+
+// Migrations is one module's migration set. FS holds two folders, "sqlite" and "postgres", each of
+// numbered goose SQL files (0001_init.sql …). Versions are tracked per module in goose_<module>.
+type Migrations struct {
+	Module string
+	FS     fs.FS
+}
+
+// Pending lists, per module, the migrations not yet applied, as "module/file" names.
+func (db *DB) Pending(ctx context.Context, sets []Migrations) ([]string, error) {
+	var pending []string
+	for _, set := range sets {
+		p, err := db.provider(set)
+		if err != nil {
+			return nil, err
+		}
+		status, err := p.Status(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("sqldb: status of %s migrations: %w", set.Module, err)
+		}
+		for _, s := range status {
+			if s.State == goose.StatePending {
+				pending = append(pending, set.Module+"/"+s.Source.Path)
+			}
+		}
+	}
+	return pending, nil
+}
+
+// Migrate applies every pending migration, module by module in the order given, calling progress
+// with one line per step (may be nil).
+func (db *DB) Migrate(ctx context.Context, sets []Migrations, progress func(line string)) error {
+	for _, set := range sets {
+		p, err := db.provider(set)
+		if err != nil {
+			return err
+		}
+		for {
+			res, err := p.UpByOne(ctx)
+			if errors.Is(err, goose.ErrNoNextVersion) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("sqldb: migrate %s: %w", set.Module, err)
+			}
+			if progress != nil {
+				progress(fmt.Sprintf("migrated %s/%s (%s)", set.Module, res.Source.Path, res.Duration.Round(1000)))
+			}
+		}
+	}
+	return nil
+}
+
+func (db *DB) provider(set Migrations) (*goose.Provider, error) {
+	sub, err := fs.Sub(set.FS, string(db.dialect))
+	if err != nil {
+		return nil, fmt.Errorf("sqldb: %s migrations for %s: %w", set.Module, db.dialect, err)
+	}
+	opts := []goose.ProviderOption{
+		goose.WithTableName("goose_" + set.Module),
+		goose.WithDisableGlobalRegistry(true),
+	}
+	dialect := goose.DialectSQLite3
+	if db.dialect == Postgres {
+		dialect = goose.DialectPostgres
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	p, err := goose.NewProvider(dialect, db.write, sub, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("sqldb: %s migrations: %w", set.Module, err)
+	}
+	return p, nil
+}

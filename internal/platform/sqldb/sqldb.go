@@ -1,0 +1,201 @@
+// Package sqldb is perk's storage kernel: one API over embedded SQLite (modernc, WAL, one writer
+// connection and a reader pool) and PostgreSQL (pgx). Stores write plain SQL with $n placeholders,
+// which both engines accept; times are stored as int64 microseconds since the Unix epoch (UTC).
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" driver
+)
+
+// Dialect names a SQL engine.
+type Dialect string
+
+// The supported engines.
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// Options says where the database is and how to pool it.
+type Options struct {
+	// URL is a postgres:// URL; empty means embedded SQLite at SQLitePath.
+	URL string
+	// ReadURL optionally points lag-tolerant reads at a PostgreSQL replica.
+	ReadURL string
+	// SQLitePath is the database file used when URL is empty.
+	SQLitePath string
+	// MaxOpenConns bounds the PostgreSQL pool (default 20).
+	MaxOpenConns int
+	// BusyTimeout is how long SQLite waits on a lock (default 5s).
+	BusyTimeout time.Duration
+	// ReadConns is the size of the SQLite reader pool (default 4).
+	ReadConns int
+}
+
+// DB is a handle on the store: a writer pool, a reader pool and, optionally, a replica pool.
+type DB struct {
+	dialect Dialect
+	write   *sql.DB
+	read    *sql.DB // same engine, consistent reads (SQLite reader pool; PostgreSQL primary)
+	replica *sql.DB // lag-tolerant reads; equals read when no replica is configured
+}
+
+// Open connects to the database described by opts and checks that it answers.
+func Open(ctx context.Context, opts Options) (*DB, error) {
+	var (
+		db  *DB
+		err error
+	)
+	if opts.URL == "" {
+		db, err = openSQLite(opts)
+	} else {
+		db, err = openPostgres(opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := db.write.PingContext(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("sqldb: connect %s: %w", db.dialect, err)
+	}
+	return db, nil
+}
+
+func openSQLite(opts Options) (*DB, error) {
+	if opts.SQLitePath == "" {
+		return nil, errors.New("sqldb: SQLitePath is required when URL is empty")
+	}
+	if err := os.MkdirAll(filepath.Dir(opts.SQLitePath), 0o750); err != nil {
+		return nil, fmt.Errorf("sqldb: create data dir: %w", err)
+	}
+	busy := opts.BusyTimeout
+	if busy <= 0 {
+		busy = 5 * time.Second
+	}
+	readers := opts.ReadConns
+	if readers <= 0 {
+		readers = 4
+	}
+	pragmas := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)"+
+		"&_pragma=synchronous(FULL)&_time_format=sqlite", busy.Milliseconds())
+	write, err := sql.Open("sqlite", "file:"+opts.SQLitePath+"?"+pragmas+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("sqldb: open sqlite: %w", err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	read, err := sql.Open("sqlite", "file:"+opts.SQLitePath+"?"+pragmas+"&_pragma=query_only(1)")
+	if err != nil {
+		_ = write.Close()
+		return nil, fmt.Errorf("sqldb: open sqlite reader: %w", err)
+	}
+	read.SetMaxOpenConns(readers)
+	read.SetMaxIdleConns(readers)
+	return &DB{dialect: SQLite, write: write, read: read, replica: read}, nil
+}
+
+func openPostgres(opts Options) (*DB, error) {
+	if err := checkPostgresURL(opts.URL); err != nil {
+		return nil, err
+	}
+	maxConns := opts.MaxOpenConns
+	if maxConns <= 0 {
+		maxConns = 20
+	}
+	write, err := sql.Open("pgx", opts.URL)
+	if err != nil {
+		return nil, fmt.Errorf("sqldb: open postgres: %w", err)
+	}
+	write.SetMaxOpenConns(maxConns)
+	write.SetMaxIdleConns(maxConns)
+	write.SetConnMaxIdleTime(5 * time.Minute)
+	db := &DB{dialect: Postgres, write: write, read: write, replica: write}
+	if opts.ReadURL != "" {
+		if err := checkPostgresURL(opts.ReadURL); err != nil {
+			_ = write.Close()
+			return nil, err
+		}
+		replica, err := sql.Open("pgx", opts.ReadURL)
+		if err != nil {
+			_ = write.Close()
+			return nil, fmt.Errorf("sqldb: open postgres replica: %w", err)
+		}
+		replica.SetMaxOpenConns(maxConns)
+		db.replica = replica
+	}
+	return db, nil
+}
+
+func checkPostgresURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return fmt.Errorf("sqldb: %q is not a postgres:// URL", redact(raw))
+	}
+	return nil
+}
+
+// redact hides a password in a URL for messages.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparseable url>"
+	}
+	return u.Redacted()
+}
+
+// Dialect tells which engine this is.
+func (db *DB) Dialect() Dialect { return db.dialect }
+
+// Writer is the pool that takes writes (one connection on SQLite). Prefer Tx.
+func (db *DB) Writer() *sql.DB { return db.write }
+
+// Reader returns a querier for reads that must see every committed write.
+func (db *DB) Reader() Querier { return querier{db.read} }
+
+// Replica returns a querier for reads that tolerate replication lag.
+func (db *DB) Replica() Querier { return querier{db.replica} }
+
+// Stats returns the pool statistics of the writer and reader pools, for metrics.
+func (db *DB) Stats() (write, read sql.DBStats) { return db.write.Stats(), db.read.Stats() }
+
+// Close closes every pool.
+func (db *DB) Close() error {
+	errs := []error{db.write.Close()}
+	if db.read != db.write {
+		errs = append(errs, db.read.Close())
+	}
+	if db.replica != db.read {
+		errs = append(errs, db.replica.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Micros turns a time into the stored form: microseconds since the Unix epoch.
+func Micros(t time.Time) int64 { return t.UnixMicro() }
+
+// FromMicros turns the stored form back into a UTC time.
+func FromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// Placeholders returns "$start, $start+1, …" n times, for IN lists and multi-row inserts.
+func Placeholders(start, n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d", start+i)
+	}
+	return b.String()
+}

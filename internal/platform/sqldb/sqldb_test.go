@@ -1,0 +1,136 @@
+package sqldb_test
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"io/fs"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/perkhq/perk/internal/platform/sqldb"
+	"github.com/perkhq/perk/internal/platform/sqldb/sqldbtest"
+)
+
+//go:embed testdata
+var testdata embed.FS
+
+func set(t testing.TB, module, dir string) sqldb.Migrations {
+	sub, err := fs.Sub(testdata, "testdata/"+dir)
+	require.NoError(t, err)
+	return sqldb.Migrations{Module: module, FS: sub}
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	sqldbtest.Run(t, []sqldb.Migrations{set(t, "test", "migrations")}, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		insertParent := func(tx *sqldb.Tx, id, name string, qty int) error {
+			_, err := tx.Exec(ctx, `INSERT INTO parents (id, name, qty) VALUES ($1, $2, $3)`, id, name, qty)
+			return err
+		}
+
+		t.Run("CommitRunsHooksInOrder", func(t *testing.T) {
+			var order []int
+			err := db.Tx(ctx, func(tx *sqldb.Tx) error {
+				tx.AfterCommit(func() { order = append(order, 1) })
+				tx.AfterCommit(func() { order = append(order, 2) })
+				return insertParent(tx, "p1", "one", 1)
+			})
+			require.NoError(t, err)
+			require.Equal(t, []int{1, 2}, order)
+			var name string
+			require.NoError(t, db.Reader().QueryRow(ctx, `SELECT name FROM parents WHERE id = $1`, "p1").Scan(&name))
+			require.Equal(t, "one", name)
+		})
+
+		t.Run("RollbackSkipsHooksAndWrites", func(t *testing.T) {
+			ran := false
+			boom := errors.New("boom")
+			err := db.Tx(ctx, func(tx *sqldb.Tx) error {
+				tx.AfterCommit(func() { ran = true })
+				require.NoError(t, insertParent(tx, "p2", "two", 1))
+				return boom
+			})
+			require.ErrorIs(t, err, boom)
+			require.False(t, ran)
+			err = db.Reader().QueryRow(ctx, `SELECT name FROM parents WHERE id = $1`, "p2").Scan(new(string))
+			require.ErrorIs(t, err, sqldb.SQLNoRows)
+		})
+
+		t.Run("Classification", func(t *testing.T) {
+			err := db.Tx(ctx, func(tx *sqldb.Tx) error { return insertParent(tx, "p3", "one", 1) })
+			require.ErrorIs(t, err, sqldb.ErrUnique)
+			require.NotErrorIs(t, err, sqldb.ErrForeignKey)
+			err = db.Tx(ctx, func(tx *sqldb.Tx) error {
+				_, err := tx.Exec(ctx, `INSERT INTO children (id, parent_id, at_us) VALUES ($1, $2, $3)`, "c1", "nope", 0)
+				return err
+			})
+			require.ErrorIs(t, err, sqldb.ErrForeignKey)
+			err = db.Tx(ctx, func(tx *sqldb.Tx) error { return insertParent(tx, "p4", "four", -1) })
+			require.ErrorIs(t, err, sqldb.ErrCheck)
+		})
+
+		t.Run("TimesRoundTrip", func(t *testing.T) {
+			at := time.Date(2026, 11, 21, 8, 30, 0, 123456000, time.UTC)
+			require.NoError(t, db.Tx(ctx, func(tx *sqldb.Tx) error {
+				_, err := tx.Exec(ctx, `INSERT INTO children (id, parent_id, at_us) VALUES ($1, $2, $3)`, "c2", "p1", sqldb.Micros(at))
+				return err
+			}))
+			var us int64
+			require.NoError(t, db.Replica().QueryRow(ctx, `SELECT at_us FROM children WHERE id = $1`, "c2").Scan(&us))
+			require.True(t, at.Equal(sqldb.FromMicros(us)))
+		})
+
+		t.Run("ConcurrentWritersSerialise", func(t *testing.T) {
+			require.NoError(t, db.Tx(ctx, func(tx *sqldb.Tx) error { return insertParent(tx, "ctr", "counter", 0) }))
+			var wg sync.WaitGroup
+			for range 20 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					err := db.Tx(ctx, func(tx *sqldb.Tx) error {
+						_, err := tx.Exec(ctx, `UPDATE parents SET qty = qty + 1 WHERE id = $1`, "ctr")
+						return err
+					})
+					require.NoError(t, err)
+				}()
+			}
+			wg.Wait()
+			var qty int
+			require.NoError(t, db.Reader().QueryRow(ctx, `SELECT qty FROM parents WHERE id = $1`, "ctr").Scan(&qty))
+			require.Equal(t, 20, qty)
+		})
+
+		t.Run("PendingAndMigrate", func(t *testing.T) {
+			sets := []sqldb.Migrations{set(t, "test", "migrations"), set(t, "more", "more")}
+			pending, err := db.Pending(ctx, sets)
+			require.NoError(t, err)
+			require.Equal(t, []string{"more/0001_extra.sql"}, pending)
+			var lines []string
+			require.NoError(t, db.Migrate(ctx, sets, func(l string) { lines = append(lines, l) }))
+			require.Len(t, lines, 1)
+			require.Contains(t, lines[0], "more/0001_extra.sql")
+			pending, err = db.Pending(ctx, sets)
+			require.NoError(t, err)
+			require.Empty(t, pending)
+		})
+	})
+}
+
+func TestPlaceholders(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "$3, $4, $5", sqldb.Placeholders(3, 3))
+	require.Equal(t, "", sqldb.Placeholders(1, 0))
+}
+
+func TestOpenRejectsBadURL(t *testing.T) {
+	t.Parallel()
+	_, err := sqldb.Open(context.Background(), sqldb.Options{URL: "mysql://root:secret@x/db"})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "not a postgres:// URL")
+	require.NotContains(t, err.Error(), "secret")
+}

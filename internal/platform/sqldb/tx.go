@@ -1,0 +1,66 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Tx is a write transaction. Its statements return classified errors; functions registered with
+// AfterCommit run once the transaction has committed (never if it rolls back).
+type Tx struct {
+	querier
+	tx    *sql.Tx
+	hooks []func()
+}
+
+// AfterCommit registers fn to run after a successful commit, in registration order.
+func (tx *Tx) AfterCommit(fn func()) { tx.hooks = append(tx.hooks, fn) }
+
+// SQL returns the underlying transaction, for libraries that want one.
+func (tx *Tx) SQL() *sql.Tx { return tx.tx }
+
+// maxAttempts bounds how often Tx retries a transaction that failed with ErrBusy.
+const maxAttempts = 5
+
+// Tx runs fn in a write transaction and commits it when fn returns nil. A transaction that fails
+// with ErrBusy (lock timeout, deadlock, serialization failure) is retried a few times, so fn must
+// have no side effects outside the transaction; put those in AfterCommit.
+func (db *DB) Tx(ctx context.Context, fn func(tx *Tx) error) error {
+	var err error
+	for attempt := range maxAttempts {
+		err = db.tryTx(ctx, fn)
+		if !errors.Is(err, ErrBusy) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(time.Duration(attempt+1) * 5 * time.Millisecond)
+	}
+	return err
+}
+
+func (db *DB) tryTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
+	raw, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqldb: begin: %w", classify(err))
+	}
+	tx := &Tx{querier: querier{raw}, tx: raw}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = raw.Rollback()
+			panic(p)
+		}
+	}()
+	if err := fn(tx); err != nil {
+		_ = raw.Rollback()
+		return err
+	}
+	if err := raw.Commit(); err != nil {
+		return fmt.Errorf("sqldb: commit: %w", classify(err))
+	}
+	for _, h := range tx.hooks {
+		h()
+	}
+	return nil
+}
