@@ -201,7 +201,7 @@ type ListParams struct {
 
 // Page is one page of a list; Next is empty on the last page.
 type Page[T any] struct {
-	Items []T  `json:"items"`
+	Items []T    `json:"items"`
 	Next  string `json:"next_cursor,omitempty"`
 }
 
