@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 
 	"github.com/pressly/goose/v3"
@@ -21,7 +22,7 @@ type Migrations struct {
 func (db *DB) Pending(ctx context.Context, sets []Migrations) ([]string, error) {
 	var pending []string
 	for _, set := range sets {
-		p, err := db.provider(set)
+		p, err := db.provider(ctx, set)
 		if err != nil {
 			return nil, err
 		}
@@ -42,7 +43,7 @@ func (db *DB) Pending(ctx context.Context, sets []Migrations) ([]string, error) 
 // with one line per step (may be nil).
 func (db *DB) Migrate(ctx context.Context, sets []Migrations, progress func(line string)) error {
 	for _, set := range sets {
-		p, err := db.provider(set)
+		p, err := db.provider(ctx, set)
 		if err != nil {
 			return err
 		}
@@ -62,7 +63,7 @@ func (db *DB) Migrate(ctx context.Context, sets []Migrations, progress func(line
 	return nil
 }
 
-func (db *DB) provider(set Migrations) (*goose.Provider, error) {
+func (db *DB) provider(ctx context.Context, set Migrations) (*goose.Provider, error) {
 	sub, err := fs.Sub(set.FS, string(db.dialect))
 	if err != nil {
 		return nil, fmt.Errorf("sqldb: %s migrations for %s: %w", set.Module, db.dialect, err)
@@ -74,7 +75,12 @@ func (db *DB) provider(set Migrations) (*goose.Provider, error) {
 	dialect := goose.DialectSQLite3
 	if db.dialect == Postgres {
 		dialect = goose.DialectPostgres
-		locker, err := lock.NewPostgresSessionLocker()
+		id, err := db.migrationLockID(ctx)
+		if err != nil {
+			return nil, err
+		}
+		// Retry every second, for up to 5 minutes, while another node migrates.
+		locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(id), lock.WithLockTimeout(1, 300))
 		if err != nil {
 			return nil, err
 		}
@@ -85,4 +91,16 @@ func (db *DB) provider(set Migrations) (*goose.Provider, error) {
 		return nil, fmt.Errorf("sqldb: %s migrations: %w", set.Module, err)
 	}
 	return p, nil
+}
+
+// migrationLockID is the advisory lock that serialises migrations: one per database and schema, so
+// nodes sharing a schema take turns while unrelated schemas (e.g. parallel tests) do not wait.
+func (db *DB) migrationLockID(ctx context.Context) (int64, error) {
+	var where string
+	if err := db.write.QueryRowContext(ctx, `SELECT current_database() || '.' || current_schema()`).Scan(&where); err != nil {
+		return 0, fmt.Errorf("sqldb: name the migration lock: %w", err)
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte("perk-migrate:" + where))
+	return int64(h.Sum64() & 0x7fffffffffffffff), nil
 }
