@@ -109,7 +109,7 @@ func TestLoadWithoutFile(t *testing.T) {
 func TestLoadFile(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	c, err := b.load(t, `
+	_, err := b.load(t, `
 data_dir: /var/lib/perk
 server:
   addr: ":9000"
@@ -136,7 +136,7 @@ demo:
 	require.Error(t, err) // "timeouts" is not a key
 	require.Equal(t, "config: timeouts: unknown key", err.Error())
 
-	c, err = b.load(t, `
+	c, err := b.load(t, `
 data_dir: /var/lib/perk
 server:
   addr: ":9000"

@@ -1,0 +1,244 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/stretchr/testify/require"
+
+	"github.com/perkhq/perk/client"
+	"github.com/perkhq/perk/internal/httpapi"
+	"github.com/perkhq/perk/internal/platform/sqldb"
+)
+
+// walkFixture is merchant A's world, which merchant B must not reach.
+type walkFixture struct {
+	merchantA, keyA, resourceA string
+	adminA, adminB, tokenB     string
+	params                     map[string]string
+}
+
+// bodyOverrides are request bodies that get past validation, so the walk reaches the handlers.
+var bodyOverrides = map[string]any{
+	"create-config":        map[string]any{"key": "walk", "spec": map[string]any{"target": "module:walk", "off": true}},
+	"update-config-draft":  map[string]any{"revision": 1, "spec": map[string]any{"target": "module:walk", "off": false}},
+	"rollback-config":      map[string]any{"version": 1},
+	"create-key":           map[string]any{"name": "walk", "role": "viewer"},
+	"create-merchant":      map[string]any{"name": "walk"},
+	"update-merchant":      map[string]any{"name": "walked"},
+	"set-token-public-key": map[string]any{"public_key": ""},
+}
+
+func setupWalk(t *testing.T, n *node) walkFixture {
+	t.Helper()
+	ctx := context.Background()
+	a, err := n.platform.CreateMerchant(ctx, "A", "")
+	require.NoError(t, err)
+	b, err := n.platform.CreateMerchant(ctx, "B", "")
+	require.NoError(t, err)
+	adminA := client.New(n.url, a.AdminKey.Secret)
+	viewerA, err := adminA.CreateKey(ctx, a.Merchant.ID, "viewer", "viewer")
+	require.NoError(t, err)
+	_, err = adminA.Do(ctx, "POST", "/v1/config/switch", map[string]any{"key": "secret-of-a",
+		"spec": map[string]any{"target": "module:secret-of-a", "off": true, "reason": "marker-of-a"}}, nil)
+	require.NoError(t, err)
+	var v struct {
+		ResourceID string `json:"resource_id"`
+	}
+	_, err = adminA.Do(ctx, "POST", "/v1/config/switch/secret-of-a/publish", nil, &v)
+	require.NoError(t, err)
+	tokB, err := client.New(n.url, b.AdminKey.Secret).IssueUserToken(ctx, "u-b", time.Hour)
+	require.NoError(t, err)
+	return walkFixture{merchantA: a.Merchant.ID, keyA: viewerA.Key.ID, resourceA: v.ResourceID,
+		adminA: a.AdminKey.Secret, adminB: b.AdminKey.Secret, tokenB: tokB.Token,
+		params: map[string]string{"merchant_id": a.Merchant.ID, "key_id": viewerA.Key.ID, "user_id": "u-a",
+			"kind": "switch", "key": "secret-of-a", "version": "1"}}
+}
+
+func TestNoRouteCrossesTenants(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nodeOptions{dialect: sqldb.SQLite})
+	f := setupWalk(t, n)
+	before := tenantRows(t, n.app.DB(), f.merchantA)
+	require.NotEmpty(t, before)
+	markers := []string{f.merchantA, f.keyA, f.resourceA, "marker-of-a", "secret-of-a"}
+
+	walked := 0
+	for _, op := range n.app.http.Operations() {
+		if op.Access == httpapi.AccessPublic {
+			continue
+		}
+		walked++
+		for who, bearer := range map[string]string{"key of B": f.adminB, "token of B": f.tokenB} {
+			status, body := call(t, n.url, op, f.params, bearer)
+			name := fmt.Sprintf("%s %s as %s", op.Method, op.Path, who)
+			require.Less(t, status, 500, "%s: %s", name, body)
+			for _, m := range markers {
+				if strings.Contains(fillPath(op.Path, f.params), m) {
+					continue // an id the caller sent may be echoed back in an error
+				}
+				require.NotContains(t, body, m, "%s leaked merchant A's data", name)
+			}
+		}
+	}
+	require.Equal(t, before, tenantRows(t, n.app.DB(), f.merchantA), "merchant A's rows changed")
+	require.GreaterOrEqual(t, walked, 20, "the walk must cover the registered routes")
+
+	// the fixtures are real: A itself reads its own objects through the same paths
+	for _, id := range []string{"get-merchant", "get-config", "list-config-versions", "list-keys"} {
+		op := findOp(t, n.app.http.Operations(), id)
+		status, body := call(t, n.url, op, f.params, f.adminA)
+		require.Equal(t, http.StatusOK, status, body)
+	}
+}
+
+func findOp(t *testing.T, ops []httpapi.Op, id string) httpapi.Op {
+	t.Helper()
+	for _, op := range ops {
+		if op.OperationID == id {
+			return op
+		}
+	}
+	t.Fatalf("no operation %s", id)
+	return httpapi.Op{}
+}
+
+func call(t *testing.T, base string, op httpapi.Op, params map[string]string, bearer string) (int, string) {
+	t.Helper()
+	path := fillPath(op.Path, params)
+	require.NotContains(t, path, "{", "no fixture for a parameter of %s", op.Path)
+	var body io.Reader
+	if op.Method != http.MethodGet && op.Method != http.MethodDelete {
+		payload, ok := bodyOverrides[op.OperationID]
+		if !ok {
+			payload = sampleBody(op.Operation)
+		}
+		raw, err := json.Marshal(payload)
+		require.NoError(t, err)
+		body = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(op.Method, base+path, body)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+bearer)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(raw)
+}
+
+// sampleBody makes a body with every required property of the operation's schema filled in.
+func sampleBody(op huma.Operation) any {
+	if op.RequestBody == nil {
+		return map[string]any{}
+	}
+	for _, media := range op.RequestBody.Content {
+		if media.Schema != nil {
+			return sampleOf(media.Schema)
+		}
+	}
+	return map[string]any{}
+}
+
+func sampleOf(s *huma.Schema) any {
+	if len(s.Enum) > 0 {
+		return s.Enum[0]
+	}
+	switch s.Type {
+	case "string":
+		return "walk"
+	case "integer", "number":
+		return 1
+	case "boolean":
+		return true
+	case "array":
+		return []any{}
+	}
+	out := map[string]any{}
+	for _, name := range s.Required {
+		if prop, ok := s.Properties[name]; ok {
+			out[name] = sampleOf(prop)
+		}
+	}
+	return out
+}
+
+// tenantRows dumps every row that belongs to the tenant, table by table, in a stable order.
+func tenantRows(t *testing.T, db *sqldb.DB, tenantID string) map[string][]string {
+	t.Helper()
+	ctx := context.Background()
+	rows, err := db.Reader().Query(ctx, `SELECT name FROM sqlite_master WHERE type = 'table'`)
+	require.NoError(t, err)
+	var tables []string
+	for rows.Next() {
+		var name string
+		require.NoError(t, rows.Scan(&name))
+		tables = append(tables, name)
+	}
+	require.NoError(t, rows.Close())
+	out := map[string][]string{}
+	for _, table := range tables {
+		where := tenantColumn(t, db, table)
+		if where == "" {
+			continue
+		}
+		out[table] = dumpRows(t, db, `SELECT * FROM `+table+` WHERE `+where+` = $1`, tenantID)
+	}
+	return out
+}
+
+func tenantColumn(t *testing.T, db *sqldb.DB, table string) string {
+	t.Helper()
+	if table == "tenant_merchants" {
+		return "id"
+	}
+	cols := dumpRows(t, db, `SELECT name FROM pragma_table_info($1)`, table)
+	for _, c := range cols {
+		if c == "[tenant_id]" {
+			return "tenant_id"
+		}
+	}
+	return ""
+}
+
+func dumpRows(t *testing.T, db *sqldb.DB, query string, args ...any) []string {
+	t.Helper()
+	rows, err := db.Reader().Query(context.Background(), query, args...)
+	require.NoError(t, err)
+	defer rows.Close()
+	cols, err := rows.Columns()
+	require.NoError(t, err)
+	var out []string
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		require.NoError(t, rows.Scan(ptrs...))
+		out = append(out, fmt.Sprint(vals))
+	}
+	require.NoError(t, rows.Err())
+	sort.Strings(out)
+	return out
+}
+
+func fillPath(path string, params map[string]string) string {
+	for name, value := range params {
+		path = strings.ReplaceAll(path, "{"+name+"}", value)
+	}
+	return path
+}

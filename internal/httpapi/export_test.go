@@ -1,0 +1,5 @@
+package httpapi
+
+import "os"
+
+var readFile = os.ReadFile

@@ -1,0 +1,142 @@
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/perkhq/perk/internal/platform/ids"
+	"github.com/perkhq/perk/internal/platform/problem"
+)
+
+type requestIDKey struct{}
+
+var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+// requestIDFrom returns the request id stored in ctx.
+func requestIDFrom(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// statusRecorder remembers the status and size of a response.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	inflight prometheus.Gauge
+}
+
+func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
+	m := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "perk_http_requests_total", Help: "HTTP requests by route, method and status.",
+		}, []string{"method", "route", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "perk_http_request_duration_seconds", Help: "HTTP request latency by route and method.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"method", "route"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "perk_http_requests_in_flight", Help: "HTTP requests being served.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.duration, m.inflight)
+	}
+	return m
+}
+
+// observe gives each request an id, recovers panics, logs it and counts it.
+func (s *Server) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-Id")
+		if !requestIDPattern.MatchString(id) {
+			id = ids.New("req", start)
+		}
+		w.Header().Set("X-Request-Id", id)
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+		rec := &statusRecorder{ResponseWriter: w}
+		s.metrics.inflight.Inc()
+		defer func() {
+			s.metrics.inflight.Dec()
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.ErrorContext(r.Context(), "panic serving request", "panic", v, "request_id", id)
+				if rec.status == 0 {
+					writeProblem(rec, r, toProblem(r.Context(), s.log, problem.New(problem.KindInternal, "internal error")))
+				}
+			}
+			s.finish(r, rec, start)
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+func (s *Server) finish(r *http.Request, rec *statusRecorder, start time.Time) {
+	elapsed := time.Since(start)
+	route := s.routeOf(r)
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	s.metrics.requests.WithLabelValues(r.Method, route, strconv.Itoa(status)).Inc()
+	s.metrics.duration.WithLabelValues(r.Method, route).Observe(elapsed.Seconds())
+	if route == "/metrics" || route == "/healthz" || route == "/readyz" {
+		return
+	}
+	attrs := []any{"method", r.Method, "path", r.URL.Path, "route", route, "status", status,
+		"bytes", rec.bytes, "duration_ms", float64(elapsed.Microseconds()) / 1000, "request_id", requestIDFrom(r.Context())}
+	if p, ok := principalFrom(r.Context()); ok {
+		attrs = append(attrs, "tenant", p.TenantID)
+	}
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	s.log.Log(r.Context(), level, "http request", attrs...)
+}
+
+// routeOf returns the route pattern that serves r, or "unmatched", to keep metric labels bounded.
+func (s *Server) routeOf(r *http.Request) string {
+	_, pattern := s.mux.Handler(r)
+	if pattern == "" {
+		return "unmatched"
+	}
+	if _, path, ok := strings.Cut(pattern, " "); ok {
+		return path
+	}
+	return pattern
+}
