@@ -175,8 +175,8 @@ func (a *App) start(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	base := a.baseURL(ln)
-	fmt.Fprintf(a.stdout, "perk %s serving at %s\n  API docs:     %s/docs\n  OpenAPI:      %s/openapi.json\n"+
-		"  metrics:      %s/metrics\n", Version, base, base, base, base)
+	fmt.Fprintf(a.stdout, "perk %s serving at %s\n  console:      %s/ (landing page; the web console comes in a later release)\n"+
+		"  API docs:     %s/docs\n  OpenAPI:      %s/openapi.json\n  metrics:      %s/metrics\n", Version, base, base, base, base, base)
 	if created {
 		fmt.Fprintf(a.stdout, "  platform key: written to %s (shown nowhere else)\n", a.PlatformKeyPath())
 	}

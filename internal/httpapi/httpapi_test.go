@@ -168,6 +168,7 @@ func TestConventions(t *testing.T) {
 			wantStatus: 403, wantType: "forbidden"},
 		{name: "readiness", method: "GET", path: "/readyz", wantStatus: 200, wantBody: []string{`"database":"ok"`}},
 		{name: "openapi 3.1", method: "GET", path: "/openapi.json", wantStatus: 200, wantBody: []string{`"openapi":"3.1.0"`, "/v1/merchants"}},
+		{name: "landing page", method: "GET", path: "/", wantStatus: 200, wantBody: []string{"API reference"}},
 		{name: "docs page", method: "GET", path: "/docs", wantStatus: 200, wantBody: []string{"<!doctype html>", "/v1/merchants/{merchant_id}/keys"}},
 	} {
 		t.Run(sc.name, func(t *testing.T) { sc.run(t, b) })

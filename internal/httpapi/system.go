@@ -61,6 +61,7 @@ func (s *Server) registerSystem() {
 		})
 	s.mux.Handle("GET /metrics", s.metricsHandler())
 	s.mux.HandleFunc("GET /docs", s.docs)
+	s.mux.HandleFunc("GET /{$}", s.home)
 }
 
 // ready runs every readiness check concurrently, each bounded by a short timeout.

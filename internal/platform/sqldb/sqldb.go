@@ -79,6 +79,12 @@ func openSQLite(opts Options) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(opts.SQLitePath), 0o750); err != nil {
 		return nil, fmt.Errorf("sqldb: create data dir: %w", err)
 	}
+	// The database holds secrets (token secrets, key hashes): only its owner may read it.
+	f, err := os.OpenFile(opts.SQLitePath, os.O_CREATE|os.O_RDONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sqldb: create %s: %w", opts.SQLitePath, err)
+	}
+	_ = f.Close()
 	busy := opts.BusyTimeout
 	if busy <= 0 {
 		busy = 5 * time.Second

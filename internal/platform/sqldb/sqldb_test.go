@@ -5,6 +5,8 @@ import (
 	"embed"
 	"errors"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -125,6 +127,17 @@ func TestPlaceholders(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, "$3, $4, $5", sqldb.Placeholders(3, 3))
 	require.Equal(t, "", sqldb.Placeholders(1, 0))
+}
+
+func TestSQLiteFileIsPrivate(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "sub", "perk.db")
+	db, err := sqldb.Open(context.Background(), sqldb.Options{SQLitePath: path})
+	require.NoError(t, err)
+	defer db.Close()
+	info, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), info.Mode().Perm())
 }
 
 func TestOpenRejectsBadURL(t *testing.T) {
