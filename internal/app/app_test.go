@@ -19,6 +19,7 @@ import (
 	"github.com/perkhq/perk/client"
 	"github.com/perkhq/perk/internal/config"
 	"github.com/perkhq/perk/internal/platform/bus/bustest"
+	"github.com/perkhq/perk/internal/platform/kv/kvtest"
 	"github.com/perkhq/perk/internal/platform/sqldb"
 	"github.com/perkhq/perk/internal/platform/sqldb/sqldbtest"
 )
@@ -33,12 +34,13 @@ type node struct {
 }
 
 type nodeOptions struct {
-	dialect   sqldb.Dialect
-	dbURL     string // share a PostgreSQL schema between nodes
-	dataDir   string // share an SQLite file (or embedded bus) between restarts
-	busPrefix string // "" = embedded bus; else external NATS with this prefix
-	refresh   time.Duration
-	demo      bool
+	dialect     sqldb.Dialect
+	dbURL       string // share a PostgreSQL schema between nodes
+	dataDir     string // share an SQLite file (or embedded bus) between restarts
+	busPrefix   string // "" = embedded bus; else external NATS with this prefix
+	refresh     time.Duration
+	demo        bool
+	redisPrefix string // "" = no Redis
 }
 
 func testConfig(t *testing.T, o nodeOptions) config.Config {
@@ -63,6 +65,10 @@ func testConfig(t *testing.T, o nodeOptions) config.Config {
 		cfg.Catalog.RefreshInterval = config.Duration(o.refresh)
 	}
 	cfg.Demo.Enabled = o.demo
+	if o.redisPrefix != "" {
+		cfg.Redis.URL = kvtest.RedisURL()
+		cfg.Redis.KeyPrefix = o.redisPrefix
+	}
 	cfg.Server.ShutdownTimeout = config.Seconds(5)
 	return cfg
 }

@@ -105,7 +105,7 @@ func overlay(cfg idem.OperationConfig, spec IdempotencySpec) idem.OperationConfi
 func (a *App) buildIdem() error {
 	storages := map[string]idem.Storage{idem.StorageSQL: idem.NewSQLStorage(a.db, a.clock)}
 	if a.redis != nil {
-		storages[idem.StorageRedis] = idem.NewRedisStorage(a.redis, a.cfg.Redis.KeyPrefix+"idem:")
+		storages[idem.StorageRedis] = idem.NewRedisStorage(a.redis, a.cfg.Redis.KeyPrefix)
 	}
 	def := string(a.cfg.Idempotency.Storage)
 	if def == "auto" {

@@ -124,6 +124,9 @@ func (s *Server) idempotent(next http.Handler) http.Handler {
 			return p.TenantID, p.CredentialID(), ok
 		},
 		MaxBody: s.deps.MaxBodyBytes,
+		WriteError: func(w http.ResponseWriter, r *http.Request, err error) {
+			writeProblem(w, r, toProblem(r.Context(), s.log, err))
+		},
 	})(next)
 }
 

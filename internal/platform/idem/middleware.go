@@ -23,6 +23,9 @@ type MiddlewareOptions struct {
 	Identity func(*http.Request) (tenant, scope string, ok bool)
 	// MaxBody bounds the buffered request body (default DefaultMaxBody); larger bodies get 413.
 	MaxBody int64
+	// WriteError answers a refusal (a *problem.Error, or another error for a 500); nil uses a
+	// minimal RFC 9457 writer. The HTTP layer passes its own, so every problem looks the same.
+	WriteError func(w http.ResponseWriter, r *http.Request, err error)
 }
 
 // Middleware makes the wrapped handler idempotent. For a managed request it takes the key (from
@@ -34,6 +37,9 @@ type MiddlewareOptions struct {
 func Middleware(svc *Service, opts MiddlewareOptions) func(http.Handler) http.Handler {
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = DefaultMaxBody
+	}
+	if opts.WriteError == nil {
+		opts.WriteError = writeProblem
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -73,7 +79,7 @@ func (m managed) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := readBody(r, m.opts.MaxBody)
 	if err != nil {
-		writeProblem(w, err)
+		m.opts.WriteError(w, r, err)
 		return
 	}
 	key, err := m.key(cfg, header, r, body)
@@ -83,7 +89,7 @@ func (m managed) serve(w http.ResponseWriter, r *http.Request) {
 			out = OutcomeBadKey
 		}
 		m.svc.outcomes.WithLabelValues(m.op, string(out)).Inc()
-		writeProblem(w, err)
+		m.opts.WriteError(w, r, err)
 		return
 	}
 	call := Call{Tenant: m.tenant, Scope: m.scope, Operation: m.op, Key: key, Fingerprint: requestFingerprint(r, body)}
@@ -94,7 +100,7 @@ func (m managed) serve(w http.ResponseWriter, r *http.Request) {
 	})
 	switch {
 	case err != nil:
-		writeProblem(w, err)
+		m.opts.WriteError(w, r, err)
 	case out == OutcomeReplayed:
 		writeResponse(w, resp, true)
 	default:
@@ -193,7 +199,7 @@ const problemBase = "https://perk.dev/problems/"
 
 // writeProblem answers err as an RFC 9457 problem document. Errors that are not *problem.Error
 // become an opaque 500. This is the one function to swap for the HTTP layer's shared writer.
-func writeProblem(w http.ResponseWriter, err error) {
+func writeProblem(w http.ResponseWriter, _ *http.Request, err error) {
 	p, ok := problem.As(err)
 	if !ok {
 		p = &problem.Error{Kind: problem.KindInternal, Detail: "an internal error occurred"}
