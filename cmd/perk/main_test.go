@@ -83,7 +83,10 @@ func TestServeDemoProcess(t *testing.T) {
 	t.Logf("start-up on an empty data dir to a healthy /healthz: %s", time.Since(start).Round(time.Millisecond))
 	get(t, base+"/openapi.json", http.StatusOK, `"openapi":"3.1.0"`)
 	get(t, base+"/docs", http.StatusOK, "<!doctype html>")
-	get(t, base+"/metrics", http.StatusOK, "perk_http_requests_total")
+	for _, family := range []string{"perk_http_requests_total", "perk_db_open_connections", "perk_bus_connected 1",
+		"perk_outbox_lag_seconds", "perk_catalog_snapshot_seq"} {
+		get(t, base+"/metrics", http.StatusOK, family)
+	}
 	get(t, base+"/readyz", http.StatusOK, `"status":"ready"`)
 
 	var demo struct {

@@ -102,6 +102,13 @@ func (a *App) openBus(ctx context.Context) error {
 	}
 	a.bus = b
 	a.onClose(func() error { b.Close(); return nil })
+	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "perk_bus_connected",
+		Help: "1 while this node is connected to the bus."}, func() float64 {
+		if b.Connected() {
+			return 1
+		}
+		return 0
+	}))
 	return nil
 }
 
