@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/perkhq/perk/internal/activity"
 	"github.com/perkhq/perk/internal/catalog"
 	"github.com/perkhq/perk/internal/config"
 	"github.com/perkhq/perk/internal/httpapi"
@@ -30,6 +31,7 @@ import (
 	"github.com/perkhq/perk/internal/platform/kv"
 	"github.com/perkhq/perk/internal/platform/sqldb"
 	"github.com/perkhq/perk/internal/tenant"
+	"github.com/perkhq/perk/internal/webhook"
 )
 
 // Version is the build's version, set with -ldflags at build time.
@@ -57,16 +59,19 @@ type App struct {
 	registry *prometheus.Registry
 	node     string
 
-	db       *sqldb.DB
-	bus      *bus.Bus
-	kv       kv.Store
-	redis    redis.UniversalClient // nil without Redis
-	idem     *idem.Service
-	tenants  *tenant.Service
-	catalog  *catalog.Service
-	snapshot *catalog.Snapshot
-	relay    *bus.Relay
-	http     *httpapi.Server
+	db         *sqldb.DB
+	bus        *bus.Bus
+	kv         kv.Store
+	redis      redis.UniversalClient // nil without Redis
+	idem       *idem.Service
+	tenants    *tenant.Service
+	catalog    *catalog.Service
+	snapshot   *catalog.Snapshot
+	relay      *bus.Relay
+	webhooks   *webhook.Service
+	dispatcher *webhook.Dispatcher
+	activity   *activity.Service
+	http       *httpapi.Server
 
 	closers []func() error
 	closeMu sync.Once

@@ -23,6 +23,8 @@ import (
 // walkFixture is merchant A's world, which merchant B must not reach.
 type walkFixture struct {
 	merchantA, keyA, resourceA string
+	endpointA, deliveryA       string // a webhook endpoint and one of its deliveries
+	secretA                    string // the endpoint's signing secret
 	adminA, adminB, tokenB     string
 	params                     map[string]string
 }
@@ -58,10 +60,40 @@ func setupWalk(t *testing.T, n *node) walkFixture {
 	require.NoError(t, err)
 	tokB, err := client.New(n.url, b.AdminKey.Secret).IssueUserToken(ctx, "u-b", time.Hour)
 	require.NoError(t, err)
+	var ep struct {
+		Endpoint struct {
+			ID string `json:"id"`
+		} `json:"endpoint"`
+		Secret string `json:"secret"`
+	}
+	// an IP literal: the dispatcher refuses it as private without any DNS look-up
+	_, err = adminA.Do(ctx, "POST", "/v1/webhooks/endpoints", map[string]any{"url": "https://127.0.0.1:9/hook-of-a",
+		"event_types": []string{"*"}}, &ep)
+	require.NoError(t, err)
+	var delivery struct {
+		ID string `json:"id"`
+	}
+	_, err = adminA.Do(ctx, "POST", "/v1/webhooks/endpoints/"+ep.Endpoint.ID+"/test", map[string]any{}, &delivery)
+	require.NoError(t, err)
+	// disabling cancels the delivery, so A's own dispatcher leaves A's rows alone during the walk
+	_, err = adminA.Do(ctx, "PATCH", "/v1/webhooks/endpoints/"+ep.Endpoint.ID, map[string]any{"enabled": false}, nil)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		var d struct {
+			Delivery struct {
+				State string `json:"state"`
+			} `json:"delivery"`
+			State string `json:"state"`
+		}
+		_, err := adminA.Do(ctx, "GET", "/v1/webhooks/deliveries/"+delivery.ID, nil, &d)
+		return err == nil && (d.State == "canceled" || d.Delivery.State == "canceled")
+	}, 10*time.Second, 10*time.Millisecond)
 	return walkFixture{merchantA: a.Merchant.ID, keyA: viewerA.Key.ID, resourceA: v.ResourceID,
+		endpointA: ep.Endpoint.ID, deliveryA: delivery.ID, secretA: ep.Secret,
 		adminA: a.AdminKey.Secret, adminB: b.AdminKey.Secret, tokenB: tokB.Token,
 		params: map[string]string{"merchant_id": a.Merchant.ID, "key_id": viewerA.Key.ID, "user_id": "u-a",
-			"kind": "switch", "key": "secret-of-a", "version": "1"}}
+			"kind": "switch", "key": "secret-of-a", "version": "1", "endpoint_id": ep.Endpoint.ID,
+			"delivery_id": delivery.ID}}
 }
 
 func TestNoRouteCrossesTenants(t *testing.T) {
@@ -70,7 +102,8 @@ func TestNoRouteCrossesTenants(t *testing.T) {
 	f := setupWalk(t, n)
 	before := tenantRows(t, n.app.DB(), f.merchantA)
 	require.NotEmpty(t, before)
-	markers := []string{f.merchantA, f.keyA, f.resourceA, "marker-of-a", "secret-of-a"}
+	markers := []string{f.merchantA, f.keyA, f.resourceA, "marker-of-a", "secret-of-a", f.endpointA, f.deliveryA,
+		f.secretA, "hook-of-a"}
 
 	walked := 0
 	for _, op := range n.app.http.Operations() {
@@ -94,7 +127,8 @@ func TestNoRouteCrossesTenants(t *testing.T) {
 	require.GreaterOrEqual(t, walked, 20, "the walk must cover the registered routes")
 
 	// the fixtures are real: A itself reads its own objects through the same paths
-	for _, id := range []string{"get-merchant", "get-config", "list-config-versions", "list-keys"} {
+	for _, id := range []string{"get-merchant", "get-config", "list-config-versions", "list-keys",
+		"get-webhook-endpoint", "get-webhook-delivery"} {
 		op := findOp(t, n.app.http.Operations(), id)
 		status, body := call(t, n.url, op, f.params, f.adminA)
 		require.Equal(t, http.StatusOK, status, body)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/perkhq/perk/internal/activity"
 	"github.com/perkhq/perk/internal/catalog"
 	"github.com/perkhq/perk/internal/config"
 	"github.com/perkhq/perk/internal/httpapi"
@@ -20,11 +21,13 @@ import (
 	"github.com/perkhq/perk/internal/platform/kv"
 	"github.com/perkhq/perk/internal/platform/sqldb"
 	"github.com/perkhq/perk/internal/tenant"
+	"github.com/perkhq/perk/internal/webhook"
 )
 
 // Migrations lists every module's migration set, in the order they are applied.
 func Migrations() []sqldb.Migrations {
-	return []sqldb.Migrations{bus.Migrations, kv.Migrations, idem.Migrations, tenant.Migrations, catalog.Migrations}
+	return []sqldb.Migrations{bus.Migrations, kv.Migrations, idem.Migrations, tenant.Migrations, catalog.Migrations,
+		webhook.Migrations, activity.Migrations}
 }
 
 // countMigrations is how many migration files all modules have for one engine.
@@ -155,7 +158,9 @@ func (a *App) buildModules(ctx context.Context) error {
 		BatchSize: a.cfg.Outbox.BatchSize, MaxBackoff: a.cfg.Outbox.MaxBackoff.Std(), Node: a.node,
 		Registerer: a.registry, Logger: a.log})
 	a.registry.MustRegister(newDBCollector(a.db))
+	a.buildRewardsCore()
 	a.http = httpapi.New(httpapi.Deps{Tenants: a.tenants, Catalog: a.catalog, Idem: a.idem,
+		Webhooks: a.webhooks, Activity: a.activity,
 		Ready: a.readiness(), Info: a.info, Registry: a.registry, Logger: a.log,
 		MaxBodyBytes: a.cfg.Server.MaxBodyBytes, Version: Version})
 	return nil
@@ -177,6 +182,9 @@ func (a *App) start(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("watch config notices: %w", err)
 	}
 	a.onClose(func() error { stop(); return nil })
+	if err := a.startConsumers(ctx); err != nil {
+		return err
+	}
 	created, err := a.tenants.EnsurePlatformKey(ctx, a.PlatformKeyPath())
 	if err != nil {
 		return err
@@ -195,7 +203,8 @@ func (a *App) start(ctx context.Context, ln net.Listener) error {
 
 // runWorkers starts the background loops; they stop when ctx is done.
 func (a *App) runWorkers(ctx context.Context, wg *sync.WaitGroup) {
-	for name, run := range map[string]func(context.Context) error{"outbox relay": a.relay.Run, "config refresh": a.snapshot.Run} {
+	for name, run := range map[string]func(context.Context) error{"outbox relay": a.relay.Run,
+		"config refresh": a.snapshot.Run, "webhook dispatcher": a.dispatcher.Run, "activity log": a.activity.Run} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

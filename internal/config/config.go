@@ -30,6 +30,8 @@ type Config struct {
 	Log         Log         `yaml:"log" json:"log"`
 	Metrics     Metrics     `yaml:"metrics" json:"metrics"`
 	Demo        Demo        `yaml:"demo" json:"demo"`
+	Webhooks    Webhooks    `yaml:"webhooks" json:"webhooks"`
+	Activity    Activity    `yaml:"activity" json:"activity"`
 }
 
 // Server configures the HTTP server.
@@ -196,6 +198,24 @@ type Demo struct {
 	Enabled bool `yaml:"enabled" json:"enabled"`
 }
 
+// Activity configures the activity log.
+type Activity struct {
+	// Retention How long activity records are kept; 0 keeps them forever.
+	Retention Duration `yaml:"retention" json:"retention"`
+	// PruneInterval How often old records are pruned.
+	PruneInterval Duration `yaml:"prune_interval" json:"prune_interval"`
+}
+
+// Webhooks configures outbound webhooks.
+type Webhooks struct {
+	// Timeout How long one delivery attempt may take.
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+	// PollInterval How often the dispatcher looks for due deliveries (a new delivery wakes it at once).
+	PollInterval Duration `yaml:"poll_interval" json:"poll_interval"`
+	// AllowPrivateNetworks Allow endpoints on loopback, private and link-local addresses (off
+	AllowPrivateNetworks bool `yaml:"allow_private_networks" json:"allow_private_networks"`
+}
+
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{
@@ -216,6 +236,8 @@ func Default() Config {
 		Idempotency: Idempotency{Storage: IdemStorageAuto, TTL: Seconds(24 * 3600), DefaultPolicy: IdemPolicyReplay},
 		Outbox:      Outbox{PollInterval: Millis(200), BatchSize: 500, MaxBackoff: Seconds(60)},
 		Catalog:     Catalog{RefreshInterval: Seconds(30)},
+		Webhooks:    Webhooks{Timeout: Seconds(10), PollInterval: Seconds(1), AllowPrivateNetworks: false},
+		Activity:    Activity{Retention: Seconds(7776000), PruneInterval: Seconds(3600)},
 		Auth:        Auth{TokenLeeway: Seconds(30), KeyTouchInterval: Seconds(60)},
 		Log:         Log{Level: LogInfo, Format: LogJSON},
 		Metrics:     Metrics{Enabled: true},

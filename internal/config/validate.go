@@ -41,6 +41,8 @@ func (c Config) problems() []Problem {
 	}
 	ps = append(ps, under("outbox", c.Outbox.validate())...)
 	ps = append(ps, under("catalog", c.Catalog.validate())...)
+	ps = append(ps, under("webhooks", c.Webhooks.validate())...)
+	ps = append(ps, under("activity", c.Activity.validate())...)
 	ps = append(ps, under("auth", c.Auth.validate())...)
 	ps = append(ps, under("log", c.Log.validate())...)
 	return ps
@@ -220,5 +222,19 @@ func (l Log) validate() []Problem {
 	var ps problems
 	ps.oneOf("level", string(l.Level), string(LogDebug), string(LogInfo), string(LogWarn), string(LogError))
 	ps.oneOf("format", string(l.Format), string(LogJSON), string(LogText))
+	return ps
+}
+
+func (c Activity) validate() []Problem {
+	var ps problems
+	ps.notNegative("retention", c.Retention)
+	ps.positive("prune_interval", c.PruneInterval)
+	return ps
+}
+
+func (c Webhooks) validate() []Problem {
+	var ps problems
+	ps.positive("timeout", c.Timeout)
+	ps.positive("poll_interval", c.PollInterval)
 	return ps
 }

@@ -13,9 +13,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/perkhq/perk/internal/activity"
 	"github.com/perkhq/perk/internal/catalog"
 	"github.com/perkhq/perk/internal/platform/idem"
 	"github.com/perkhq/perk/internal/tenant"
+	"github.com/perkhq/perk/internal/webhook"
 )
 
 // Deps are the modules and settings the API serves.
@@ -23,6 +25,10 @@ type Deps struct {
 	Tenants *tenant.Service
 	// Catalog is the config center; nil leaves its routes out.
 	Catalog *catalog.Service
+	// Webhooks manages outbound webhook endpoints and deliveries; nil leaves its routes out.
+	Webhooks *webhook.Service
+	// Activity is the activity log; nil leaves its routes out.
+	Activity *activity.Service
 	// Idem makes writes idempotent; nil turns the middleware off.
 	Idem *idem.Service
 	// Ready lists the readiness checks run by /readyz, by name.
@@ -68,6 +74,12 @@ func New(deps Deps) *Server {
 	s.registerTenantRoutes()
 	s.registerUserRoutes()
 	s.registerConfigRoutes()
+	if deps.Webhooks != nil {
+		s.registerWebhookRoutes(deps.Webhooks)
+	}
+	if deps.Activity != nil {
+		s.registerActivityRoutes(deps.Activity)
+	}
 	s.handler = s.observe(s.limitBody(s.authenticate(s.idempotent(http.HandlerFunc(s.route)))))
 	return s
 }
