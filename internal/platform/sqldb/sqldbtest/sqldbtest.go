@@ -117,3 +117,28 @@ func randomHex(n int) string {
 	}
 	return hex.EncodeToString(b)
 }
+
+// FreshDatabase creates a uniquely named database on the test PostgreSQL server (for tools such as
+// pgbench that want a whole database) and returns its URL. It is dropped when the test ends.
+func FreshDatabase(t testing.TB) string {
+	t.Helper()
+	base := PostgresURL()
+	admin, err := sql.Open("pgx", base)
+	require.NoError(t, err)
+	defer admin.Close()
+	name := "perk_t_" + randomHex(6)
+	_, err = admin.Exec("CREATE DATABASE " + name)
+	require.NoError(t, err, "create database (is PostgreSQL up at %s?)", base)
+	t.Cleanup(func() {
+		db, err := sql.Open("pgx", base)
+		if err != nil {
+			return
+		}
+		defer db.Close()
+		_, _ = db.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)")
+	})
+	u, err := url.Parse(base)
+	require.NoError(t, err)
+	u.Path = "/" + name
+	return u.String()
+}
