@@ -2,6 +2,7 @@
 //
 //	perk serve [-c FILE] [--demo] [--data-dir DIR] [--addr HOST:PORT] [--auto-migrate]
 //	perk migrate [-c FILE] [--data-dir DIR]
+//	perk ledger verify [-c FILE] [--data-dir DIR]
 //	perk config check -c FILE
 //	perk config schema | perk config env
 //	perk version
@@ -33,6 +34,8 @@ const usage = `perk — user-growth and incentive platform
 Usage:
   perk serve   [-c FILE] [--demo] [--data-dir DIR] [--addr HOST:PORT] [--auto-migrate]
   perk migrate [-c FILE] [--data-dir DIR]
+  perk ledger verify [-c FILE] [--data-dir DIR]
+                                 recompute every balance from the entries; exit 1 on any mismatch
   perk config check -c FILE      report every problem in a config file, with its path
   perk config schema             print the config JSON Schema
   perk config env                list the PERK_* environment variables
@@ -55,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = migrate(ctx, args[1:], stdout)
 	case "config":
 		return configCmd(args[1:], stdout, stderr)
+	case "ledger":
+		return ledgerCmd(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "perk", app.Version)
 		return 0
@@ -180,4 +185,37 @@ func configCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "perk config: unknown subcommand %q\n", args[0])
 	return 2
+}
+
+func ledgerCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "verify" {
+		fmt.Fprintln(stderr, "perk ledger: want 'verify'")
+		return 2
+	}
+	fs := flag.NewFlagSet("perk ledger verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.bind(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	cfg, err := c.load()
+	if err != nil {
+		fmt.Fprintln(stderr, "perk:", err)
+		return 1
+	}
+	report, err := app.VerifyLedger(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "perk ledger verify:", err)
+		return 1
+	}
+	for _, m := range report.Mismatches {
+		fmt.Fprintln(stdout, m.String())
+	}
+	fmt.Fprintf(stdout, "checked %d entries, %d accounts, %d lots, %d holds: %d mismatch(es)\n",
+		report.Entries, report.Accounts, report.Lots, report.Holds, len(report.Mismatches))
+	if !report.OK() {
+		return 1
+	}
+	return 0
 }

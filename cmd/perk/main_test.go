@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -17,6 +18,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/perkhq/perk/internal/ledger"
+	"github.com/perkhq/perk/internal/platform/sqldb"
 )
 
 func TestVersionAndUsage(t *testing.T) {
@@ -150,4 +154,35 @@ func get(t *testing.T, url string, status int, want string) {
 	require.NoError(t, err)
 	require.Equal(t, status, resp.StatusCode, string(body))
 	require.True(t, strings.Contains(string(body), want), "%s: want %q in %.300s", url, want, body)
+}
+
+func TestLedgerVerifyCommand(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	var out, errOut bytes.Buffer
+	require.Equal(t, 0, run(ctx, []string{"migrate", "--data-dir", dir}, &out, &errOut), errOut.String())
+
+	db, err := sqldb.Open(ctx, sqldb.Options{SQLitePath: filepath.Join(dir, "perk.db")})
+	require.NoError(t, err)
+	defer db.Close()
+	led, err := ledger.New(db, ledger.Options{})
+	require.NoError(t, err)
+	for i, amount := range []int64{10, 25} {
+		_, _, err := led.Grant(ctx, ledger.GrantParams{TenantID: "mch_1", UserID: "u1", Asset: "points",
+			Amount: amount, BusinessKey: fmt.Sprintf("k%d", i), SourceKind: "test", SourceID: "t"})
+		require.NoError(t, err)
+	}
+	require.NoError(t, led.Close())
+
+	out.Reset()
+	require.Equal(t, 0, run(ctx, []string{"ledger", "verify", "--data-dir", dir}, &out, &errOut), errOut.String())
+	require.Contains(t, out.String(), "0 mismatch(es)")
+
+	_, err = db.Writer().Exec(`UPDATE ledger_accounts SET balance = balance + 1 WHERE user_id = 'u1'`)
+	require.NoError(t, err)
+	out.Reset()
+	require.Equal(t, 1, run(ctx, []string{"ledger", "verify", "--data-dir", dir}, &out, &errOut))
+	require.Contains(t, out.String(), "account u1")
+	require.Contains(t, out.String(), "cached 36, computed 35")
 }

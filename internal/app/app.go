@@ -25,11 +25,13 @@ import (
 	"github.com/perkhq/perk/internal/catalog"
 	"github.com/perkhq/perk/internal/config"
 	"github.com/perkhq/perk/internal/httpapi"
+	"github.com/perkhq/perk/internal/ledger"
 	"github.com/perkhq/perk/internal/platform/bus"
 	"github.com/perkhq/perk/internal/platform/clock"
 	"github.com/perkhq/perk/internal/platform/idem"
 	"github.com/perkhq/perk/internal/platform/kv"
 	"github.com/perkhq/perk/internal/platform/sqldb"
+	"github.com/perkhq/perk/internal/reward"
 	"github.com/perkhq/perk/internal/tenant"
 	"github.com/perkhq/perk/internal/webhook"
 )
@@ -68,6 +70,9 @@ type App struct {
 	catalog    *catalog.Service
 	snapshot   *catalog.Snapshot
 	relay      *bus.Relay
+	ledger     *ledger.Service
+	rewards    *reward.Service
+	zones      *zoneCache
 	webhooks   *webhook.Service
 	dispatcher *webhook.Dispatcher
 	activity   *activity.Service

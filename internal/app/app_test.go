@@ -43,7 +43,7 @@ type nodeOptions struct {
 	redisPrefix string // "" = no Redis
 }
 
-func testConfig(t *testing.T, o nodeOptions) config.Config {
+func testConfig(t testing.TB, o nodeOptions) config.Config {
 	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = o.dataDir
@@ -76,7 +76,7 @@ func testConfig(t *testing.T, o nodeOptions) config.Config {
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // startNode builds a node and serves it on a free loopback port until the test ends.
-func startNode(t *testing.T, o nodeOptions) *node {
+func startNode(t testing.TB, o nodeOptions) *node {
 	t.Helper()
 	cfg := testConfig(t, o)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -169,9 +169,13 @@ func TestConfigPublishReachesOtherNode(t *testing.T) {
 	require.Eventually(t, func() bool { return b.app.Snapshot().Killed(nm.Merchant.ID, "module:task") },
 		10*time.Second, 2*time.Millisecond)
 	t.Logf("publish on node A seen by node B after %s", time.Since(start).Round(time.Millisecond))
+	// both nodes converge on the same snapshot version, which /healthz shows
+	require.Eventually(t, func() bool { return a.app.Snapshot().Killed(nm.Merchant.ID, "module:task") },
+		10*time.Second, 2*time.Millisecond)
 	hb, err := b.platform.Health(ctx)
 	require.NoError(t, err)
 	require.EqualValues(t, a.app.Snapshot().Version(), hb.Info["config_snapshot_version"])
+	require.Positive(t, a.app.Snapshot().Version())
 }
 
 func TestLostNoticeIsRepairedByRefresh(t *testing.T) {

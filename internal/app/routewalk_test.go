@@ -24,6 +24,7 @@ import (
 type walkFixture struct {
 	merchantA, keyA, resourceA string
 	endpointA, deliveryA       string // a webhook endpoint and one of its deliveries
+	grantA, holdA              string // a grant of points to A's user and a hold on them
 	secretA                    string // the endpoint's signing secret
 	adminA, adminB, tokenB     string
 	params                     map[string]string
@@ -38,6 +39,9 @@ var bodyOverrides = map[string]any{
 	"create-merchant":      map[string]any{"name": "walk"},
 	"update-merchant":      map[string]any{"name": "walked"},
 	"set-token-public-key": map[string]any{"public_key": ""},
+	"create-grant":         map[string]any{"user_id": "u-a", "source_id": "walk", "rewards": []any{map[string]any{"type": "points", "amount": 1}}},
+	"adjust-user-balance":  map[string]any{"asset": "points", "amount": 1, "reason": "walk", "business_key": "walk"},
+	"hold-user-balance":    map[string]any{"asset": "points", "amount": 1, "ttl_seconds": 60, "business_key": "walk-hold"},
 }
 
 func setupWalk(t *testing.T, n *node) walkFixture {
@@ -88,22 +92,38 @@ func setupWalk(t *testing.T, n *node) walkFixture {
 		_, err := adminA.Do(ctx, "GET", "/v1/webhooks/deliveries/"+delivery.ID, nil, &d)
 		return err == nil && (d.State == "canceled" || d.Delivery.State == "canceled")
 	}, 10*time.Second, 10*time.Millisecond)
+	var grant struct {
+		ID    string `json:"id"`
+		State string `json:"state"`
+	}
+	_, err = adminA.Do(ctx, "POST", "/v1/grants", map[string]any{"user_id": "u-a", "source_id": "order-of-a",
+		"rewards": []any{map[string]any{"type": "points", "amount": 100}}}, &grant)
+	require.NoError(t, err)
+	require.Equal(t, "succeeded", grant.State)
+	var hold struct {
+		ID string `json:"id"`
+	}
+	_, err = adminA.Do(ctx, "POST", "/v1/users/u-a/holds", map[string]any{"asset": "points", "amount": 10,
+		"ttl_seconds": 3600, "business_key": "hold-of-a"}, &hold)
+	require.NoError(t, err)
 	return walkFixture{merchantA: a.Merchant.ID, keyA: viewerA.Key.ID, resourceA: v.ResourceID,
+		grantA: grant.ID, holdA: hold.ID,
 		endpointA: ep.Endpoint.ID, deliveryA: delivery.ID, secretA: ep.Secret,
 		adminA: a.AdminKey.Secret, adminB: b.AdminKey.Secret, tokenB: tokB.Token,
 		params: map[string]string{"merchant_id": a.Merchant.ID, "key_id": viewerA.Key.ID, "user_id": "u-a",
 			"kind": "switch", "key": "secret-of-a", "version": "1", "endpoint_id": ep.Endpoint.ID,
-			"delivery_id": delivery.ID}}
+			"delivery_id": delivery.ID, "grant_id": grant.ID, "hold_id": hold.ID, "step": "points"}}
 }
 
 func TestNoRouteCrossesTenants(t *testing.T) {
 	t.Parallel()
 	n := startNode(t, nodeOptions{dialect: sqldb.SQLite})
 	f := setupWalk(t, n)
+	settle(t, n.app.DB(), f.merchantA)
 	before := tenantRows(t, n.app.DB(), f.merchantA)
 	require.NotEmpty(t, before)
 	markers := []string{f.merchantA, f.keyA, f.resourceA, "marker-of-a", "secret-of-a", f.endpointA, f.deliveryA,
-		f.secretA, "hook-of-a"}
+		f.secretA, "hook-of-a", f.grantA, f.holdA, "order-of-a"}
 
 	walked := 0
 	for _, op := range n.app.http.Operations() {
@@ -128,7 +148,7 @@ func TestNoRouteCrossesTenants(t *testing.T) {
 
 	// the fixtures are real: A itself reads its own objects through the same paths
 	for _, id := range []string{"get-merchant", "get-config", "list-config-versions", "list-keys",
-		"get-webhook-endpoint", "get-webhook-delivery"} {
+		"get-webhook-endpoint", "get-webhook-delivery", "get-grant", "get-hold"} {
 		op := findOp(t, n.app.http.Operations(), id)
 		status, body := call(t, n.url, op, f.params, f.adminA)
 		require.Equal(t, http.StatusOK, status, body)
@@ -275,4 +295,20 @@ func fillPath(path string, params map[string]string) string {
 		path = strings.ReplaceAll(path, "{"+name+"}", value)
 	}
 	return path
+}
+
+// settle waits until every domain event of the tenant has left the outbox and been written to the
+// activity log, so that background consumers change none of its rows during the walk.
+func settle(t *testing.T, db *sqldb.DB, tenantID string) {
+	t.Helper()
+	ctx := context.Background()
+	require.Eventually(t, func() bool {
+		var events, unsent, recorded int
+		q := db.Reader()
+		require.NoError(t, q.QueryRow(ctx, `SELECT COUNT(*) FROM bus_outbox WHERE header LIKE $1 AND subject LIKE '%domain.%'`,
+			"%"+tenantID+"%").Scan(&events))
+		require.NoError(t, q.QueryRow(ctx, `SELECT COUNT(*) FROM bus_outbox WHERE sent_at IS NULL`).Scan(&unsent))
+		require.NoError(t, q.QueryRow(ctx, `SELECT COUNT(*) FROM activity_records WHERE tenant_id = $1`, tenantID).Scan(&recorded))
+		return unsent == 0 && events > 0 && recorded == events
+	}, 20*time.Second, 10*time.Millisecond)
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -16,10 +17,12 @@ import (
 	"github.com/perkhq/perk/internal/catalog"
 	"github.com/perkhq/perk/internal/config"
 	"github.com/perkhq/perk/internal/httpapi"
+	"github.com/perkhq/perk/internal/ledger"
 	"github.com/perkhq/perk/internal/platform/bus"
 	"github.com/perkhq/perk/internal/platform/idem"
 	"github.com/perkhq/perk/internal/platform/kv"
 	"github.com/perkhq/perk/internal/platform/sqldb"
+	"github.com/perkhq/perk/internal/reward"
 	"github.com/perkhq/perk/internal/tenant"
 	"github.com/perkhq/perk/internal/webhook"
 )
@@ -27,7 +30,7 @@ import (
 // Migrations lists every module's migration set, in the order they are applied.
 func Migrations() []sqldb.Migrations {
 	return []sqldb.Migrations{bus.Migrations, kv.Migrations, idem.Migrations, tenant.Migrations, catalog.Migrations,
-		webhook.Migrations, activity.Migrations}
+		ledger.Migrations, reward.Migrations, webhook.Migrations, activity.Migrations}
 }
 
 // countMigrations is how many migration files all modules have for one engine.
@@ -158,9 +161,15 @@ func (a *App) buildModules(ctx context.Context) error {
 		BatchSize: a.cfg.Outbox.BatchSize, MaxBackoff: a.cfg.Outbox.MaxBackoff.Std(), Node: a.node,
 		Registerer: a.registry, Logger: a.log})
 	a.registry.MustRegister(newDBCollector(a.db))
-	a.buildRewardsCore()
+	a.zones = &zoneCache{load: func(ctx context.Context, tenantID string) (*time.Location, error) {
+		m, err := a.tenants.GetMerchant(ctx, tenantID)
+		return m.Location(), err
+	}}
+	if err := a.buildRewardsCore(registry); err != nil {
+		return err
+	}
 	a.http = httpapi.New(httpapi.Deps{Tenants: a.tenants, Catalog: a.catalog, Idem: a.idem,
-		Webhooks: a.webhooks, Activity: a.activity,
+		Webhooks: a.webhooks, Activity: a.activity, Ledger: a.ledger, Rewards: a.rewards,
 		Ready: a.readiness(), Info: a.info, Registry: a.registry, Logger: a.log,
 		MaxBodyBytes: a.cfg.Server.MaxBodyBytes, Version: Version})
 	return nil
@@ -204,7 +213,8 @@ func (a *App) start(ctx context.Context, ln net.Listener) error {
 // runWorkers starts the background loops; they stop when ctx is done.
 func (a *App) runWorkers(ctx context.Context, wg *sync.WaitGroup) {
 	for name, run := range map[string]func(context.Context) error{"outbox relay": a.relay.Run,
-		"config refresh": a.snapshot.Run, "webhook dispatcher": a.dispatcher.Run, "activity log": a.activity.Run} {
+		"config refresh": a.snapshot.Run, "webhook dispatcher": a.dispatcher.Run, "activity log": a.activity.Run,
+		"grant sweeper": a.rewards.Run, "ledger sweeper": a.sweepLedger} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -302,4 +312,20 @@ func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.inUse, prometheus.GaugeValue, float64(s.inUse), pool)
 		ch <- prometheus.MustNewConstMetric(c.waitSecs, prometheus.CounterValue, s.wait, pool)
 	}
+}
+
+// VerifyLedger recomputes every ledger balance from its entries (and lots and holds) and compares
+// it with the cached one. It does not migrate: run it against an up-to-date database.
+func VerifyLedger(ctx context.Context, cfg config.Config) (ledger.Report, error) {
+	db, err := sqldb.Open(ctx, storeOptions(cfg))
+	if err != nil {
+		return ledger.Report{}, err
+	}
+	defer db.Close()
+	svc, err := ledger.New(db, ledger.Options{})
+	if err != nil {
+		return ledger.Report{}, err
+	}
+	defer svc.Close()
+	return svc.Verify(ctx)
 }

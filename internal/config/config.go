@@ -30,6 +30,8 @@ type Config struct {
 	Log         Log         `yaml:"log" json:"log"`
 	Metrics     Metrics     `yaml:"metrics" json:"metrics"`
 	Demo        Demo        `yaml:"demo" json:"demo"`
+	Rewards     Rewards     `yaml:"rewards" json:"rewards"`
+	Ledger      Ledger      `yaml:"ledger" json:"ledger"`
 	Webhooks    Webhooks    `yaml:"webhooks" json:"webhooks"`
 	Activity    Activity    `yaml:"activity" json:"activity"`
 }
@@ -216,6 +218,22 @@ type Webhooks struct {
 	AllowPrivateNetworks bool `yaml:"allow_private_networks" json:"allow_private_networks"`
 }
 
+// Ledger configures the points and growth ledger.
+type Ledger struct {
+	// SweepInterval How often expired points lots and expired holds are swept (every node; claims make it safe).
+	SweepInterval Duration `yaml:"sweep_interval" json:"sweep_interval"`
+	// MaxBatch The most grants one group commit writes in one transaction.
+	MaxBatch int `yaml:"max_batch" json:"max_batch"`
+}
+
+// Rewards configures grants and reward flows.
+type Rewards struct {
+	// SweepInterval How often failed and stuck grants are looked for and replayed.
+	SweepInterval Duration `yaml:"sweep_interval" json:"sweep_interval"`
+	// MaxBatch The most inline grants coalesced into one transaction (1 turns the fast path off).
+	MaxBatch int `yaml:"max_batch" json:"max_batch"`
+}
+
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{
@@ -236,6 +254,8 @@ func Default() Config {
 		Idempotency: Idempotency{Storage: IdemStorageAuto, TTL: Seconds(24 * 3600), DefaultPolicy: IdemPolicyReplay},
 		Outbox:      Outbox{PollInterval: Millis(200), BatchSize: 500, MaxBackoff: Seconds(60)},
 		Catalog:     Catalog{RefreshInterval: Seconds(30)},
+		Rewards:     Rewards{SweepInterval: Seconds(5), MaxBatch: 128},
+		Ledger:      Ledger{SweepInterval: Seconds(60), MaxBatch: 512},
 		Webhooks:    Webhooks{Timeout: Seconds(10), PollInterval: Seconds(1), AllowPrivateNetworks: false},
 		Activity:    Activity{Retention: Seconds(7776000), PruneInterval: Seconds(3600)},
 		Auth:        Auth{TokenLeeway: Seconds(30), KeyTouchInterval: Seconds(60)},

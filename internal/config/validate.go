@@ -41,6 +41,8 @@ func (c Config) problems() []Problem {
 	}
 	ps = append(ps, under("outbox", c.Outbox.validate())...)
 	ps = append(ps, under("catalog", c.Catalog.validate())...)
+	ps = append(ps, under("rewards", c.Rewards.validate())...)
+	ps = append(ps, under("ledger", c.Ledger.validate())...)
 	ps = append(ps, under("webhooks", c.Webhooks.validate())...)
 	ps = append(ps, under("activity", c.Activity.validate())...)
 	ps = append(ps, under("auth", c.Auth.validate())...)
@@ -236,5 +238,19 @@ func (c Webhooks) validate() []Problem {
 	var ps problems
 	ps.positive("timeout", c.Timeout)
 	ps.positive("poll_interval", c.PollInterval)
+	return ps
+}
+
+func (c Ledger) validate() []Problem {
+	var ps problems
+	ps.positive("sweep_interval", c.SweepInterval)
+	ps.minInt("max_batch", int64(c.MaxBatch), 1)
+	return ps
+}
+
+func (c Rewards) validate() []Problem {
+	var ps problems
+	ps.positive("sweep_interval", c.SweepInterval)
+	ps.minInt("max_batch", int64(c.MaxBatch), 1)
 	return ps
 }

@@ -15,7 +15,9 @@ import (
 
 	"github.com/perkhq/perk/internal/activity"
 	"github.com/perkhq/perk/internal/catalog"
+	"github.com/perkhq/perk/internal/ledger"
 	"github.com/perkhq/perk/internal/platform/idem"
+	"github.com/perkhq/perk/internal/reward"
 	"github.com/perkhq/perk/internal/tenant"
 	"github.com/perkhq/perk/internal/webhook"
 )
@@ -29,6 +31,10 @@ type Deps struct {
 	Webhooks *webhook.Service
 	// Activity is the activity log; nil leaves its routes out.
 	Activity *activity.Service
+	// Ledger is the points and growth ledger; nil leaves its routes out.
+	Ledger *ledger.Service
+	// Rewards runs grants and reward flows; nil leaves its routes out.
+	Rewards *reward.Service
 	// Idem makes writes idempotent; nil turns the middleware off.
 	Idem *idem.Service
 	// Ready lists the readiness checks run by /readyz, by name.
@@ -80,12 +86,19 @@ func New(deps Deps) *Server {
 	if deps.Activity != nil {
 		s.registerActivityRoutes(deps.Activity)
 	}
+	if deps.Ledger != nil {
+		s.registerLedgerRoutes(deps.Ledger)
+	}
+	if deps.Rewards != nil {
+		s.registerRewardRoutes(deps.Rewards)
+	}
 	s.handler = s.observe(s.limitBody(s.authenticate(s.idempotent(http.HandlerFunc(s.route)))))
 	return s
 }
 
 func (s *Server) humaConfig() huma.Config {
 	cfg := huma.DefaultConfig("perk API", s.deps.Version)
+	cfg.Components.Schemas = huma.NewMapRegistry("#/components/schemas/", schemaName)
 	cfg.CreateHooks = nil // no $schema links in bodies
 	cfg.DocsPath = ""     // /docs is ours: self-contained, no CDN
 	cfg.SchemasPath = ""

@@ -87,7 +87,7 @@ func TestWebhookRoutes(t *testing.T) {
 			wantStatus: 404, wantType: "webhook-delivery-not-found"},
 		{name: "in the OpenAPI document", method: "GET", path: "/openapi.json", wantStatus: 200,
 			wantBody: []string{"/v1/webhooks/endpoints/{endpoint_id}/rotate-secret", "/v1/webhooks/deliveries/{delivery_id}/resend",
-				`"DeliveryAttempt"`}},
+				`"WebhookDeliveryAttempt"`}},
 	} {
 		t.Run(sc.name, func(t *testing.T) { sc.run(t, b.testBundle) })
 	}

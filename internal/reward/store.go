@@ -1,0 +1,184 @@
+package reward
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/perkhq/perk/internal/platform/sqldb"
+)
+
+const grantColumns = `tenant_id, user_id, id, source_kind, source_id, seq, flow_id, flow_key, flow_version,
+	flow_spec, params, state, attempts, max_attempts, next_attempt_at, last_error, claimed_by, claimed_until,
+	created_at, updated_at, completed_at`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanGrant(row scanner) (Grant, error) {
+	var (
+		g                      Grant
+		params                 string
+		next, created, updated int64
+		completed              sql.NullInt64
+		state                  string
+	)
+	err := row.Scan(&g.TenantID, &g.UserID, &g.ID, &g.SourceKind, &g.SourceID, &g.Seq, &g.flowID, &g.FlowKey,
+		&g.FlowVersion, &g.flowSpec, &params, &state, &g.Attempts, &g.MaxAttempts, &next, &g.LastError,
+		&g.claimedBy, &g.claimedTil, &created, &updated, &completed)
+	if err != nil {
+		return Grant{}, err
+	}
+	g.Params = json.RawMessage(params)
+	g.State = State(state)
+	if g.State == StatePending || g.State == StateFailed {
+		t := sqldb.FromMicros(next)
+		g.NextAttemptAt = &t
+	}
+	g.CreatedAt, g.UpdatedAt = sqldb.FromMicros(created), sqldb.FromMicros(updated)
+	if completed.Valid {
+		t := sqldb.FromMicros(completed.Int64)
+		g.CompletedAt = &t
+	}
+	return g, nil
+}
+
+// insertGrant inserts g, in g.State (pending, or succeeded for the fast path), unless its source
+// exists; it reports whether it did.
+func insertGrant(ctx context.Context, tx *sqldb.Tx, g Grant) (bool, error) {
+	now := sqldb.Micros(g.CreatedAt)
+	next := now
+	var completed any
+	if g.State == StateSucceeded {
+		next, completed = 0, now
+	}
+	res, err := tx.Exec(ctx, `INSERT INTO reward_grants (tenant_id, user_id, id, source_kind, source_id, seq,
+		flow_id, flow_key, flow_version, flow_spec, params, state, attempts, max_attempts, next_attempt_at,
+		created_at, updated_at, completed_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $14, $15, $15, $16)
+		ON CONFLICT (tenant_id, source_kind, source_id, seq) DO NOTHING`,
+		g.TenantID, g.UserID, g.ID, g.SourceKind, g.SourceID, g.Seq, g.flowID, g.FlowKey, g.FlowVersion,
+		g.flowSpec, string(g.Params), string(g.State), g.MaxAttempts, next, now, completed)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+func grantBySource(ctx context.Context, q sqldb.Querier, tenantID, kind, id string, seq int) (Grant, error) {
+	return scanGrant(q.QueryRow(ctx, `SELECT `+grantColumns+` FROM reward_grants
+		WHERE tenant_id = $1 AND source_kind = $2 AND source_id = $3 AND seq = $4`, tenantID, kind, id, seq))
+}
+
+// grantByID reads a grant by id; tenantID "" means any tenant. A missing grant is notFound.
+func grantByID(ctx context.Context, q sqldb.Querier, tenantID, id string) (Grant, error) {
+	query := `SELECT ` + grantColumns + ` FROM reward_grants WHERE id = $1`
+	args := []any{id}
+	if tenantID != "" {
+		query += ` AND tenant_id = $2`
+		args = append(args, tenantID)
+	}
+	g, err := scanGrant(q.QueryRow(ctx, query, args...))
+	if isNoRows(err) {
+		return Grant{}, notFound(id)
+	}
+	if err != nil {
+		return Grant{}, fmt.Errorf("reward: load grant: %w", err)
+	}
+	return g, nil
+}
+
+// stepRow is a reward_steps row.
+type stepRow struct {
+	name      string
+	component string
+	state     StepState
+	output    json.RawMessage
+	attempts  int
+	lastError string
+	waitUntil int64
+	updatedAt int64
+}
+
+func (r *stepRow) step() Step {
+	st := Step{Name: r.name, Component: r.component, State: r.state, Attempts: r.attempts, LastError: r.lastError}
+	if len(r.output) > 0 && string(r.output) != "{}" {
+		st.Output = r.output
+	}
+	if r.waitUntil > 0 && r.state == StepWaiting {
+		t := sqldb.FromMicros(r.waitUntil)
+		st.WaitUntil = &t
+	}
+	if r.updatedAt > 0 {
+		t := sqldb.FromMicros(r.updatedAt)
+		st.UpdatedAt = &t
+	}
+	return st
+}
+
+func loadSteps(ctx context.Context, q sqldb.Querier, g Grant) (map[string]*stepRow, error) {
+	rows, err := q.Query(ctx, `SELECT step, component, state, output, attempts, last_error, wait_until, updated_at
+		FROM reward_steps WHERE tenant_id = $1 AND user_id = $2 AND grant_id = $3`, g.TenantID, g.UserID, g.ID)
+	if err != nil {
+		return nil, fmt.Errorf("reward: load steps: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]*stepRow{}
+	for rows.Next() {
+		var (
+			r      stepRow
+			state  string
+			output string
+		)
+		if err := rows.Scan(&r.name, &r.component, &state, &output, &r.attempts, &r.lastError, &r.waitUntil, &r.updatedAt); err != nil {
+			return nil, fmt.Errorf("reward: load steps: %w", err)
+		}
+		r.state, r.output = StepState(state), json.RawMessage(output)
+		out[r.name] = &r
+	}
+	return out, rows.Err()
+}
+
+// stepWrite is one write of a step row.
+type stepWrite struct {
+	g         Grant
+	name      string
+	component string
+	state     StepState
+	output    json.RawMessage
+	// failed adds one attempt and records lastError.
+	failed    bool
+	lastError string
+	waitUntil int64
+	now       time.Time
+}
+
+// writeStep inserts or updates a step row unless it is done already (succeeded, skipped or
+// compensated); it reports whether it wrote.
+func writeStep(ctx context.Context, tx *sqldb.Tx, w stepWrite) (bool, error) {
+	output := string(w.output)
+	if output == "" {
+		output = "{}"
+	}
+	inc := 0
+	if w.failed {
+		inc = 1
+	}
+	now := sqldb.Micros(w.now)
+	res, err := tx.Exec(ctx, `INSERT INTO reward_steps (tenant_id, user_id, grant_id, step, component, state, output,
+		attempts, last_error, wait_until, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+		ON CONFLICT (tenant_id, user_id, grant_id, step) DO UPDATE SET state = excluded.state,
+			output = excluded.output, attempts = reward_steps.attempts + $8, last_error = excluded.last_error,
+			wait_until = excluded.wait_until, updated_at = excluded.updated_at
+		WHERE reward_steps.state NOT IN ('succeeded', 'skipped', 'compensated')`,
+		w.g.TenantID, w.g.UserID, w.g.ID, w.name, w.component, string(w.state), output, inc, w.lastError,
+		w.waitUntil, now)
+	if err != nil {
+		return false, fmt.Errorf("reward: write step %s: %w", w.name, err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
