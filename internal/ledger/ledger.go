@@ -34,9 +34,6 @@ const (
 	AccountAdjustment = "sys:adjustment"
 )
 
-// systemAccounts lists the system accounts, in lock order.
-var systemAccounts = []string{AccountAdjustment, AccountExpired, AccountIssuance, AccountSpent}
-
 // systemShards is how many rows each system account is split over, so that concurrent
 // transactions do not all queue on one hot row.
 const systemShards = 16

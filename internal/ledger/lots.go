@@ -106,16 +106,6 @@ func netDebt(lots []*lot) {
 	}
 }
 
-// freeTotal is what may be taken from the lots (after netDebt: the available balance, if positive).
-func freeTotal(lots []*lot) int64 {
-	var n int64
-	for _, l := range lots {
-		if l.expires != debtLot {
-			n += max(l.free(), 0)
-		}
-	}
-	return n
-}
 
 // allocation is part of an amount taken from one lot.
 type allocation struct {
