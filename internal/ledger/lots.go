@@ -106,7 +106,6 @@ func netDebt(lots []*lot) {
 	}
 }
 
-
 // allocation is part of an amount taken from one lot.
 type allocation struct {
 	lot    *lot
