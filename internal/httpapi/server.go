@@ -88,6 +88,7 @@ func New(deps Deps) *Server {
 	}
 	if deps.Ledger != nil {
 		s.registerLedgerRoutes(deps.Ledger)
+		s.registerAssetRoutes(deps.Ledger)
 	}
 	if deps.Rewards != nil {
 		s.registerRewardRoutes(deps.Rewards)
