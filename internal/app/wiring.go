@@ -141,7 +141,7 @@ func (a *App) openKV(ctx context.Context) error {
 // buildModules makes the services and the HTTP API.
 func (a *App) buildModules(ctx context.Context) error {
 	a.tenants = tenant.New(a.db, tenant.Options{Clock: a.clock, TouchInterval: a.cfg.Auth.KeyTouchInterval.Std(),
-		TokenLeeway: a.cfg.Auth.TokenLeeway.Std(), Logger: a.log})
+		TokenLeeway: a.cfg.Auth.TokenLeeway.Std(), KeyCacheTTL: keyCacheTTL(a.cfg.Auth.KeyCacheTTL.Std()), Logger: a.log})
 	registry := catalog.NewRegistry()
 	if err := registerKinds(registry); err != nil {
 		return err
@@ -328,4 +328,12 @@ func VerifyLedger(ctx context.Context, cfg config.Config) (ledger.Report, error)
 	}
 	defer svc.Close()
 	return svc.Verify(ctx)
+}
+
+// keyCacheTTL maps the config (0 = off) to the tenant option (negative = off, 0 = default).
+func keyCacheTTL(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -158,6 +158,9 @@ type Auth struct {
 	TokenLeeway Duration `yaml:"token_leeway" json:"token_leeway"`
 	// KeyTouchInterval is how often an API key's last-used time is written.
 	KeyTouchInterval Duration `yaml:"key_touch_interval" json:"key_touch_interval"`
+	// KeyCacheTTL is how long a verified API key is remembered by a node; a revocation made on
+	// another node takes effect within it. 0 checks the database on every request.
+	KeyCacheTTL Duration `yaml:"key_cache_ttl" json:"key_cache_ttl"`
 }
 
 // LogLevel is the lowest level logged.
@@ -258,7 +261,7 @@ func Default() Config {
 		Ledger:      Ledger{SweepInterval: Seconds(60), MaxBatch: 512},
 		Webhooks:    Webhooks{Timeout: Seconds(10), PollInterval: Seconds(1), AllowPrivateNetworks: false},
 		Activity:    Activity{Retention: Seconds(7776000), PruneInterval: Seconds(3600)},
-		Auth:        Auth{TokenLeeway: Seconds(30), KeyTouchInterval: Seconds(60)},
+		Auth:        Auth{TokenLeeway: Seconds(30), KeyTouchInterval: Seconds(60), KeyCacheTTL: Seconds(2)},
 		Log:         Log{Level: LogInfo, Format: LogJSON},
 		Metrics:     Metrics{Enabled: true},
 	}

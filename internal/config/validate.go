@@ -217,6 +217,10 @@ func (a Auth) validate() []Problem {
 	var ps problems
 	ps.notNegative("token_leeway", a.TokenLeeway)
 	ps.notNegative("key_touch_interval", a.KeyTouchInterval)
+	ps.notNegative("key_cache_ttl", a.KeyCacheTTL)
+	if a.KeyCacheTTL.Std() > time.Minute {
+		ps.add("key_cache_ttl", "must be at most 1m, so that revocations take effect quickly")
+	}
 	return ps
 }
 

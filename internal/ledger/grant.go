@@ -56,6 +56,48 @@ func (s *Service) GrantTx(ctx context.Context, tx *sqldb.Tx, p GrantParams) (Ent
 	return unpack(results[0])
 }
 
+// GrantManyTx posts several grants inside the caller's transaction with the set-based statements
+// of the group commit: one multi-row insert of the entries, one upsert of the accounts, one of the
+// lots, one batch of events (per 512 grants). It returns, per grant and in order, the entry and
+// whether it was created: a grant whose business key exists (in the database or earlier in ps)
+// gets the existing entry with created=false. An invalid grant or a key reused for a different
+// movement fails the call; writes already made in tx are then the caller's to roll back.
+func (s *Service) GrantManyTx(ctx context.Context, tx *sqldb.Tx, ps []GrantParams) ([]Entry, []bool, error) {
+	reqs := make([]grantRequest, len(ps))
+	for i, p := range ps {
+		pst, err := s.prepareGrant(ctx, p)
+		if err != nil {
+			return nil, nil, err
+		}
+		reqs[i] = grantRequest{p: pst}
+	}
+	leaders, follow := dedupe(reqs)
+	lps := make([]posting, len(leaders))
+	for i, li := range leaders {
+		lps[i] = reqs[li].p
+	}
+	results, err := s.postGrants(ctx, tx, lps, rand.IntN(systemShards))
+	if err != nil {
+		return nil, nil, err
+	}
+	entries, created := make([]Entry, len(ps)), make([]bool, len(ps))
+	for i, li := range leaders {
+		r := results[i]
+		if r.Err != nil {
+			return nil, nil, r.Err
+		}
+		entries[li], created[li] = r.Value.entry, r.Value.created
+		for _, fi := range follow[li] {
+			f := follower(r, reqs[fi].p.Entry)
+			if f.Err != nil {
+				return nil, nil, f.Err
+			}
+			entries[fi] = f.Value.entry
+		}
+	}
+	return entries, created, nil
+}
+
 // Grant posts a grant in its own transaction, coalesced with concurrent grants into one group
 // commit. It returns once the transaction holding the grant has committed (the entry is durable),
 // with the same duplicate-key behaviour as GrantTx. Never call it while holding a write

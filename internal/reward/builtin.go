@@ -10,6 +10,7 @@ import (
 	"github.com/perkhq/perk/internal/platform/bus"
 	"github.com/perkhq/perk/internal/platform/ids"
 	"github.com/perkhq/perk/internal/platform/problem"
+	"github.com/perkhq/perk/internal/platform/sqldb"
 )
 
 // The built-in components.
@@ -65,9 +66,46 @@ func (c grantComponent) RunTx(ctx context.Context, sc StepContext) (json.RawMess
 	if c.ledger == nil {
 		return nil, errors.New("reward: no ledger is configured")
 	}
+	gp, err := c.params(sc)
+	if err != nil {
+		return nil, err
+	}
+	entry, created, err := c.ledger.GrantTx(ctx, sc.Tx, gp)
+	if err != nil {
+		return nil, err
+	}
+	return c.output(entry, created), nil
+}
+
+// runTxBatch posts the step of many grants with one GrantManyTx when the ledger has it.
+func (c grantComponent) runTxBatch(ctx context.Context, tx *sqldb.Tx, scs []StepContext) ([]json.RawMessage, error) {
+	many, ok := c.ledger.(manyGranter)
+	if !ok {
+		return runEach(ctx, c, scs)
+	}
+	gps := make([]ledger.GrantParams, len(scs))
+	for i, sc := range scs {
+		var err error
+		if gps[i], err = c.params(sc); err != nil {
+			return nil, err
+		}
+	}
+	entries, created, err := many.GrantManyTx(ctx, tx, gps)
+	if err != nil {
+		return nil, err
+	}
+	outs := make([]json.RawMessage, len(scs))
+	for i := range outs {
+		outs[i] = c.output(entries[i], created[i])
+	}
+	return outs, nil
+}
+
+// params are the ledger grant of one step.
+func (c grantComponent) params(sc StepContext) (ledger.GrantParams, error) {
 	var p amountParams
 	if err := json.Unmarshal(sc.Params, &p); err != nil {
-		return nil, err
+		return ledger.GrantParams{}, err
 	}
 	gp := ledger.GrantParams{TenantID: sc.Grant.TenantID, UserID: sc.Grant.UserID, Asset: c.asset,
 		Amount: p.Amount, BusinessKey: sc.Key, SourceKind: SourceGrant, SourceID: sc.Grant.ID, Reason: p.Reason}
@@ -80,12 +118,21 @@ func (c grantComponent) RunTx(ctx context.Context, sc StepContext) (json.RawMess
 			gp.Location = c.zone(sc.Grant.TenantID)
 		}
 	}
-	entry, created, err := c.ledger.GrantTx(ctx, sc.Tx, gp)
-	if err != nil {
-		return nil, err
-	}
-	return mustJSON(map[string]any{"entry_id": entry.ID, "asset": c.asset, "amount": entry.Amount,
-		"created": created, "lot_expires_at": entry.LotExpiresAt}), nil
+	return gp, nil
+}
+
+// grantOutput is a grant step's output; its fields are in name order, as a map's would be.
+type grantOutput struct {
+	Amount       int64      `json:"amount"`
+	Asset        string     `json:"asset"`
+	Created      bool       `json:"created"`
+	EntryID      string     `json:"entry_id"`
+	LotExpiresAt *time.Time `json:"lot_expires_at"`
+}
+
+func (c grantComponent) output(e ledger.Entry, created bool) json.RawMessage {
+	return mustJSON(grantOutput{Amount: e.Amount, Asset: c.asset, Created: created, EntryID: e.ID,
+		LotExpiresAt: e.LotExpiresAt})
 }
 
 // couponParams are the params of issue_coupon.

@@ -142,6 +142,8 @@ type execution struct {
 	finished bool
 	// recheck is when the earliest waiting step wants to be looked at again.
 	recheck time.Time
+	// slot is the grant's position in its fast-path batch.
+	slot int
 }
 
 // run executes a claimed grant.
@@ -735,6 +737,20 @@ func runTx(ctx context.Context, c TxComponent, sc StepContext) (out json.RawMess
 		}
 	}()
 	return c.RunTx(ctx, sc)
+}
+
+// runTxBatch runs a batchTxComponent, turning a panic into an error.
+func runTxBatch(ctx context.Context, c batchTxComponent, scs []StepContext) (outs []json.RawMessage, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("component %s panicked: %v\n%s", c.Name(), p, debug.Stack())
+		}
+	}()
+	outs, err = c.runTxBatch(ctx, scs[0].Tx, scs)
+	if err == nil && len(outs) != len(scs) {
+		err = fmt.Errorf("component %s returned %d outputs for %d steps", c.Name(), len(outs), len(scs))
+	}
+	return outs, err
 }
 
 // runCall runs a CallComponent, turning a panic into an error.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/perkhq/perk/internal/ledger"
+	"github.com/perkhq/perk/internal/platform/bus"
 	"github.com/perkhq/perk/internal/platform/problem"
 	"github.com/perkhq/perk/internal/platform/rules"
 	"github.com/perkhq/perk/internal/platform/sqldb"
@@ -48,14 +49,7 @@ func (s *Service) flushFast(ctx context.Context, reqs []fastRequest) []ledger.Re
 	out := make([]ledger.Result[fastResult], len(reqs))
 	err := s.db.Tx(ctx, func(tx *sqldb.Tx) error {
 		clear(out)
-		for i, r := range reqs {
-			res, err := s.applyFast(ctx, tx, r)
-			if err != nil {
-				return err
-			}
-			out[i] = res
-		}
-		return nil
+		return s.applyBatch(ctx, tx, reqs, out)
 	})
 	if err != nil {
 		for i := range out {
@@ -88,81 +82,150 @@ func (s *Service) flushFast(ctx context.Context, reqs []fastRequest) []ledger.Re
 	return out
 }
 
-// applyFast writes one grant and runs its whole flow in tx. A returned error fails the batch; a
-// repeat of a source given to another user fails only its request.
-func (s *Service) applyFast(ctx context.Context, tx *sqldb.Tx, r fastRequest) (ledger.Result[fastResult], error) {
-	g := r.g
-	g.State, g.NextAttemptAt, g.CompletedAt = StateSucceeded, nil, &g.CreatedAt
-	inserted, err := insertGrant(ctx, tx, g)
+// applyBatch writes a batch of grants and runs their flows in tx with set-based statements: one
+// insert of the grants, one batch of grant.created events, then the flows' steps round by round
+// (the k-th step of every grant together: one call per component that takes batches, one insert of
+// the step rows), then one batch of grant.succeeded events. Events keep each grant's order:
+// created, what its steps emit, succeeded. A returned error fails the batch; a repeat of a source
+// given to another user fails only its request.
+func (s *Service) applyBatch(ctx context.Context, tx *sqldb.Tx, reqs []fastRequest, out []ledger.Result[fastResult]) error {
+	gs := make([]Grant, len(reqs))
+	for i, r := range reqs {
+		gs[i] = r.g
+		gs[i].State, gs[i].NextAttemptAt, gs[i].CompletedAt = StateSucceeded, nil, &gs[i].CreatedAt
+	}
+	inserted, err := s.insertGrants(ctx, tx, gs)
+	if err != nil {
+		return fmt.Errorf("reward: create grants: %w", err)
+	}
+	var (
+		xs      []*execution
+		created []bus.Event
+	)
+	for i, g := range gs {
+		if !inserted[g.ID] {
+			if out[i], err = s.repeated(ctx, tx, g); err != nil {
+				return err
+			}
+			continue
+		}
+		pending := g
+		pending.State, pending.CompletedAt = StatePending, nil
+		created = append(created, s.event(EventCreated, pending, nil))
+		x := &execution{s: s, g: g, f: reqs[i].f, rows: map[string]*stepRow{}, slot: i}
+		x.g.State = StateRunning
+		if x.params, err = rules.DecodeJSON(g.Params); err != nil {
+			return err
+		}
+		xs = append(xs, x)
+	}
+	if err := s.emitAll(ctx, tx, created); err != nil {
+		return err
+	}
+	for k := 0; ; k++ {
+		round := make([]*execution, 0, len(xs))
+		for _, x := range xs {
+			if k < len(x.f.order) {
+				round = append(round, x)
+			}
+		}
+		if len(round) == 0 {
+			break
+		}
+		if err := s.applyRound(ctx, tx, round, k); err != nil {
+			return err
+		}
+	}
+	succeeded := make([]bus.Event, 0, len(xs))
+	for _, x := range xs {
+		g := gs[x.slot]
+		g.Steps = x.f.merge(x.rows)
+		succeeded = append(succeeded, s.event(EventSucceeded, g, g.Steps))
+		if err := s.fault(FaultBeforeFinish, g.ID, ""); err != nil {
+			return err
+		}
+		out[x.slot] = ledger.Result[fastResult]{Value: fastResult{g: g, created: true}}
+	}
+	return s.emitAll(ctx, tx, succeeded)
+}
+
+// repeated answers a fast-path Create whose source exists already (committed, or earlier in the
+// batch): a Conflict when it was granted to another user, else a result the caller resolves on
+// the slow path.
+func (s *Service) repeated(ctx context.Context, tx *sqldb.Tx, g Grant) (ledger.Result[fastResult], error) {
+	existing, err := grantBySource(ctx, tx, g.TenantID, g.SourceKind, g.SourceID, g.Seq)
 	if err != nil {
 		return ledger.Result[fastResult]{}, fmt.Errorf("reward: create grant: %w", err)
 	}
-	if !inserted {
-		existing, err := grantBySource(ctx, tx, g.TenantID, g.SourceKind, g.SourceID, g.Seq)
-		if err != nil {
-			return ledger.Result[fastResult]{}, fmt.Errorf("reward: create grant: %w", err)
-		}
-		if existing.UserID != g.UserID {
-			return ledger.Result[fastResult]{Err: sourceConflict(g, existing)}, nil
-		}
-		return ledger.Result[fastResult]{Value: fastResult{g: existing}}, nil
+	if existing.UserID != g.UserID {
+		return ledger.Result[fastResult]{Err: sourceConflict(g, existing)}, nil
 	}
-	created := g
-	created.State, created.CompletedAt = StatePending, nil
-	if err := s.emit(ctx, tx, EventCreated, created, nil); err != nil {
-		return ledger.Result[fastResult]{}, err
-	}
-	x := &execution{s: s, g: g, f: r.f, rows: map[string]*stepRow{}}
-	x.g.State = StateRunning
-	if x.params, err = rules.DecodeJSON(g.Params); err != nil {
-		return ledger.Result[fastResult]{}, err
-	}
-	for _, i := range r.f.order {
-		if err := x.applyStep(ctx, tx, i); err != nil {
-			return ledger.Result[fastResult]{}, err
-		}
-	}
-	g.Steps = r.f.merge(x.rows)
-	if err := s.emit(ctx, tx, EventSucceeded, g, g.Steps); err != nil {
-		return ledger.Result[fastResult]{}, err
-	}
-	if err := s.fault(FaultBeforeFinish, g.ID, ""); err != nil {
-		return ledger.Result[fastResult]{}, err
-	}
-	return ledger.Result[fastResult]{Value: fastResult{g: g, created: true}}, nil
+	return ledger.Result[fastResult]{Value: fastResult{g: existing}}, nil
 }
 
-// applyStep runs step i of a fast-path grant in tx: its condition, its effect, its row.
-func (x *execution) applyStep(ctx context.Context, tx *sqldb.Tx, i int) error {
-	st := x.f.spec.Steps[i]
-	if err := x.s.fault(FaultBeforeStep, x.g.ID, st.Name); err != nil {
-		return err
-	}
-	state := StepSucceeded
-	if prog := x.f.when[i]; prog != nil {
-		ok, err := prog.EvalBool(ctx, map[string]any{"params": x.params, "grant": x.vars()})
-		if err != nil {
-			return fmt.Errorf("step %s: condition: %w", st.Name, err)
+// applyRound runs the k-th step of every execution in round: conditions, effects (batched per
+// component where the component takes batches), then the step rows in one insert.
+func (s *Service) applyRound(ctx context.Context, tx *sqldb.Tx, round []*execution, k int) error {
+	now := s.now()
+	states := make([]StepState, len(round))
+	outputs := make([]json.RawMessage, len(round))
+	batches := map[string][]int{} // component → positions in round whose effect runs batched
+	for j, x := range round {
+		i := x.f.order[k]
+		st := x.f.spec.Steps[i]
+		if err := s.fault(FaultBeforeStep, x.g.ID, st.Name); err != nil {
+			return err
 		}
-		if !ok {
-			state = StepSkipped
+		states[j] = StepSucceeded
+		if prog := x.f.when[i]; prog != nil {
+			ok, err := prog.EvalBool(ctx, map[string]any{"params": x.params, "grant": x.vars()})
+			if err != nil {
+				return fmt.Errorf("step %s: condition: %w", st.Name, err)
+			}
+			if !ok {
+				states[j] = StepSkipped
+				continue
+			}
 		}
-	}
-	var out json.RawMessage
-	if state == StepSucceeded {
+		if _, ok := x.f.comps[i].(batchTxComponent); ok {
+			batches[st.Component] = append(batches[st.Component], j)
+			continue
+		}
 		var err error
-		if out, err = runTx(ctx, x.f.comps[i].(TxComponent), x.stepContext(i, tx)); err != nil {
+		if outputs[j], err = runTx(ctx, x.f.comps[i].(TxComponent), x.stepContext(i, tx)); err != nil {
 			return fmt.Errorf("step %s: %w", st.Name, err)
 		}
 	}
-	now := x.s.now()
-	if _, err := writeStep(ctx, tx, stepWrite{g: x.g, name: st.Name, component: st.Component, state: state,
-		output: out, now: now}); err != nil {
+	for _, js := range batches {
+		c := round[js[0]].f.comps[round[js[0]].f.order[k]].(batchTxComponent)
+		scs := make([]StepContext, len(js))
+		for n, j := range js {
+			scs[n] = round[j].stepContext(round[j].f.order[k], tx)
+		}
+		outs, err := runTxBatch(ctx, c, scs)
+		if err != nil {
+			return fmt.Errorf("step %s: %w", scs[0].Step, err)
+		}
+		for n, j := range js {
+			outputs[j] = outs[n]
+		}
+	}
+	rows := make([]stepInsert, len(round))
+	for j, x := range round {
+		st := x.f.spec.Steps[x.f.order[k]]
+		rows[j] = stepInsert{g: &x.g, name: st.Name, component: st.Component, state: states[j], output: outputs[j]}
+		x.rows[st.Name] = &stepRow{name: st.Name, component: st.Component, state: states[j], output: outputs[j],
+			updatedAt: sqldb.Micros(now)}
+	}
+	if err := s.insertSteps(ctx, tx, rows, now); err != nil {
 		return err
 	}
-	x.rows[st.Name] = &stepRow{name: st.Name, component: st.Component, state: state, output: out,
-		updatedAt: sqldb.Micros(now)}
-	return x.s.fault(FaultInStepTx, x.g.ID, st.Name)
+	for _, x := range round {
+		if err := s.fault(FaultInStepTx, x.g.ID, x.f.spec.Steps[x.f.order[k]].Name); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func sourceConflict(g, existing Grant) error {

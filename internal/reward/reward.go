@@ -158,6 +158,12 @@ type Ledger interface {
 	GrantTx(ctx context.Context, tx *sqldb.Tx, p ledger.GrantParams) (ledger.Entry, bool, error)
 }
 
+// manyGranter is a Ledger that posts many grants with set-based statements (*ledger.Service is
+// one); the fast path uses it when the configured Ledger has it.
+type manyGranter interface {
+	GrantManyTx(ctx context.Context, tx *sqldb.Tx, ps []ledger.GrantParams) ([]ledger.Entry, []bool, error)
+}
+
 // CouponIssuer issues a coupon into a user's wallet in the caller's transaction, idempotently on
 // the business key. The coupon module provides it; without one, flows using issue_coupon are
 // refused at publish.

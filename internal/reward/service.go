@@ -85,7 +85,8 @@ type Service struct {
 	flowsMu sync.Mutex
 	flows   map[string]*flow // "<resource id>@<version>" → parsed flow
 
-	fast *ledger.GroupCommitter[fastRequest, fastResult]
+	fast  *ledger.GroupCommitter[fastRequest, fastResult]
+	stmts stmtCache // the fast path's prepared statements, SQLite only
 }
 
 // maxCachedFlows bounds the parsed-flow cache; it is emptied when full.
@@ -130,6 +131,12 @@ func New(db *sqldb.DB, opts Options) (*Service, error) {
 		}
 	}
 	if opts.MaxBatch > 1 {
+		if db.Dialect() == sqldb.SQLite {
+			// Prepared now, not later: the one writer connection is busy inside transactions.
+			if s.stmts, err = newStmtCache(context.Background(), db.Writer()); err != nil {
+				return nil, err
+			}
+		}
 		// One batch at a time: concurrent batches would lock the same ledger rows in different orders.
 		s.fast = ledger.NewGroupCommitter(ledger.GroupCommitOptions{MaxBatch: opts.MaxBatch, Workers: 1,
 			OnBatch: func(size int, _ time.Duration) { m.batch.Observe(float64(size)) }}, s.flushFast)
@@ -142,6 +149,10 @@ func New(db *sqldb.DB, opts Options) (*Service, error) {
 func (s *Service) Close() {
 	if s.fast != nil {
 		s.fast.Close()
+	}
+	if s.stmts != nil {
+		s.stmts.close()
+		s.stmts = nil
 	}
 }
 
@@ -454,16 +465,25 @@ func (s *Service) remember(key string, f *flow) {
 
 // emit writes one of the module's grant events, if an event sink is configured.
 func (s *Service) emit(ctx context.Context, tx *sqldb.Tx, typ string, g Grant, steps []Step) error {
-	if s.opts.Events == nil {
-		return nil
-	}
+	return s.emitAll(ctx, tx, []bus.Event{s.event(typ, g, steps)})
+}
+
+// event builds one of the module's grant events.
+func (s *Service) event(typ string, g Grant, steps []Step) bus.Event {
 	data := eventData{ID: g.ID, SourceKind: g.SourceKind, SourceID: g.SourceID, Seq: g.Seq, Flow: g.FlowKey,
 		FlowVersion: g.FlowVersion, State: g.State, Attempts: g.Attempts, LastError: g.LastError, Steps: steps}
 	now := s.now()
-	e := bus.Event{ID: ids.New("evt", now), Type: typ, TenantID: g.TenantID, UserID: g.UserID,
+	return bus.Event{ID: ids.New("evt", now), Type: typ, TenantID: g.TenantID, UserID: g.UserID,
 		SourceKind: SourceGrant, SourceID: g.ID, Time: now, Data: mustJSON(data)}
-	if err := s.opts.Events(ctx, tx, e); err != nil {
-		return fmt.Errorf("reward: enqueue %s: %w", typ, err)
+}
+
+// emitAll writes events in tx, in order, if an event sink is configured.
+func (s *Service) emitAll(ctx context.Context, tx *sqldb.Tx, events []bus.Event) error {
+	if s.opts.Events == nil || len(events) == 0 {
+		return nil
+	}
+	if err := s.opts.Events(ctx, tx, events...); err != nil {
+		return fmt.Errorf("reward: enqueue %s: %w", events[0].Type, err)
 	}
 	return nil
 }

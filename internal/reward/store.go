@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/perkhq/perk/internal/platform/sqldb"
@@ -181,4 +183,175 @@ func writeStep(ctx context.Context, tx *sqldb.Tx, w stepWrite) (bool, error) {
 	}
 	n, err := res.RowsAffected()
 	return n == 1, err
+}
+
+// The fast path's multi-row statements. On SQLite they use plain "?" markers (SQLite looks "$n"
+// up by name, which is quadratic in the parameters) and come in power-of-two sizes, prepared once
+// on the writer connection when the service starts: parsing is a large share of SQLite's CPU.
+const (
+	grantInsertColumns = `tenant_id, user_id, id, source_kind, source_id, seq, flow_id, flow_key, flow_version,
+	flow_spec, params, state, attempts, max_attempts, next_attempt_at, created_at, updated_at, completed_at`
+	grantInsertCols   = 18
+	stepInsertColumns = `tenant_id, user_id, grant_id, step, component, state, output, attempts, last_error,
+	wait_until, created_at, updated_at`
+	stepInsertCols = 12
+	// maxRows bounds the rows of one statement (PostgreSQL takes at most 65535 parameters).
+	maxRows = 512
+	// preparedRows is the largest statement size kept prepared on SQLite.
+	preparedRows = 128
+)
+
+// insertGrantsSQL inserts rows grants, skipping existing sources, returning the ids inserted.
+func insertGrantsSQL(pg bool, rows int) string {
+	return `INSERT INTO reward_grants (` + grantInsertColumns + `) VALUES ` + valuesSQL(pg, rows, grantInsertCols) +
+		` ON CONFLICT (tenant_id, source_kind, source_id, seq) DO NOTHING RETURNING id`
+}
+
+// insertStepsSQL inserts rows new step rows.
+func insertStepsSQL(pg bool, rows int) string {
+	return `INSERT INTO reward_steps (` + stepInsertColumns + `) VALUES ` + valuesSQL(pg, rows, stepInsertCols)
+}
+
+// valuesSQL is rows parenthesised groups of cols markers: "$n" on PostgreSQL, "?" on SQLite.
+func valuesSQL(pg bool, rows, cols int) string {
+	var b strings.Builder
+	for r := range rows {
+		if r > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		for c := range cols {
+			if c > 0 {
+				b.WriteString(", ")
+			}
+			if pg {
+				b.WriteString("$" + strconv.Itoa(r*cols+c+1))
+			} else {
+				b.WriteByte('?')
+			}
+		}
+		b.WriteByte(')')
+	}
+	return b.String()
+}
+
+// stmtCache holds the fast path's statements prepared on the SQLite writer connection, by text.
+type stmtCache map[string]*sql.Stmt
+
+func newStmtCache(ctx context.Context, db *sql.DB) (stmtCache, error) {
+	c := stmtCache{}
+	for n := 1; n <= preparedRows; n *= 2 {
+		for _, q := range []string{insertGrantsSQL(false, n), insertStepsSQL(false, n)} {
+			st, err := db.PrepareContext(ctx, q)
+			if err != nil {
+				c.close()
+				return nil, fmt.Errorf("reward: prepare statements: %w", err)
+			}
+			c[q] = st
+		}
+	}
+	return c, nil
+}
+
+func (c stmtCache) close() {
+	for _, st := range c {
+		_ = st.Close()
+	}
+}
+
+// chunk is how many of n remaining rows the next statement takes: up to maxRows on PostgreSQL, a
+// power of two on SQLite (so that a few statement texts serve every batch).
+func (s *Service) chunk(n int) int {
+	if s.stmts == nil {
+		return min(n, maxRows)
+	}
+	size := maxRows
+	for size > n {
+		size /= 2
+	}
+	return size
+}
+
+func (s *Service) txQuery(ctx context.Context, tx *sqldb.Tx, q string, args ...any) (*sql.Rows, error) {
+	if st := s.stmts[q]; st != nil {
+		return tx.SQL().StmtContext(ctx, st).QueryContext(ctx, args...)
+	}
+	return tx.Query(ctx, q, args...)
+}
+
+func (s *Service) txExec(ctx context.Context, tx *sqldb.Tx, q string, args ...any) error {
+	if st := s.stmts[q]; st != nil {
+		_, err := tx.SQL().StmtContext(ctx, st).ExecContext(ctx, args...)
+		return err
+	}
+	_, err := tx.Exec(ctx, q, args...)
+	return err
+}
+
+// insertGrants inserts gs (succeeded, for the fast path), skipping those whose source exists
+// (also earlier in gs), and returns the ids inserted.
+func (s *Service) insertGrants(ctx context.Context, tx *sqldb.Tx, gs []Grant) (map[string]bool, error) {
+	pg := s.db.Dialect() == sqldb.Postgres
+	inserted := make(map[string]bool, len(gs))
+	for start := 0; start < len(gs); {
+		part := gs[start : start+s.chunk(len(gs)-start)]
+		start += len(part)
+		args := make([]any, 0, grantInsertCols*len(part))
+		for _, g := range part {
+			now := sqldb.Micros(g.CreatedAt)
+			args = append(args, g.TenantID, g.UserID, g.ID, g.SourceKind, g.SourceID, g.Seq, g.flowID, g.FlowKey,
+				g.FlowVersion, g.flowSpec, string(g.Params), string(StateSucceeded), 0, g.MaxAttempts, 0, now, now, now)
+		}
+		rows, err := s.txQuery(ctx, tx, insertGrantsSQL(pg, len(part)), args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			inserted[id] = true
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return inserted, nil
+}
+
+// stepInsert is a new step row of a fast-path grant.
+type stepInsert struct {
+	g         *Grant
+	name      string
+	component string
+	state     StepState
+	output    json.RawMessage
+}
+
+// insertSteps writes new step rows (their grants were inserted in tx, so none exists yet).
+func (s *Service) insertSteps(ctx context.Context, tx *sqldb.Tx, rows []stepInsert, now time.Time) error {
+	pg := s.db.Dialect() == sqldb.Postgres
+	at := sqldb.Micros(now)
+	for start := 0; start < len(rows); {
+		part := rows[start : start+s.chunk(len(rows)-start)]
+		start += len(part)
+		args := make([]any, 0, stepInsertCols*len(part))
+		for _, r := range part {
+			output := string(r.output)
+			if output == "" {
+				output = "{}"
+			}
+			args = append(args, r.g.TenantID, r.g.UserID, r.g.ID, r.name, r.component, string(r.state), output, 0, "",
+				0, at, at)
+		}
+		if err := s.txExec(ctx, tx, insertStepsSQL(pg, len(part)), args...); err != nil {
+			return fmt.Errorf("reward: write steps: %w", err)
+		}
+	}
+	return nil
 }

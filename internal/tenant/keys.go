@@ -140,6 +140,9 @@ func (s *Service) RevokeKey(ctx context.Context, tenantID, keyID string) (Key, e
 			tenantID, keyID, sqldb.Micros(now))
 		return err
 	})
+	if err == nil {
+		s.keys.drop(keyID)
+	}
 	return k, err
 }
 
@@ -176,20 +179,39 @@ func (s *Service) authenticateKey(ctx context.Context, bearer string) (Principal
 	if !ok {
 		return Principal{}, errBadCredentials()
 	}
+	hash := hashSecret(secret)
+	now := s.opts.Clock.Now()
+	if p, ok := s.keys.get(keyID, hash, now); ok {
+		s.touch(ctx, keyID)
+		return p, nil
+	}
+	p, err := s.verifyKey(ctx, keyID, hash)
+	if err != nil {
+		return Principal{}, err
+	}
+	if s.opts.KeyCacheTTL > 0 {
+		s.keys.put(keyID, hash, p, now.Add(s.opts.KeyCacheTTL))
+	}
+	s.touch(ctx, keyID)
+	return p, nil
+}
+
+// verifyKey reads a key and its merchant and checks them.
+func (s *Service) verifyKey(ctx context.Context, keyID, secretHash string) (Principal, error) {
 	var (
-		tenantID, hash string
-		role           Role
-		revoked        sql.NullInt64
+		tenantID, stored string
+		role             Role
+		revoked          sql.NullInt64
 	)
 	err := s.db.Reader().QueryRow(ctx, `SELECT tenant_id, role, secret_hash, revoked_at FROM tenant_keys WHERE id = $1`,
-		keyID).Scan(&tenantID, &role, &hash, &revoked)
+		keyID).Scan(&tenantID, &role, &stored, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Principal{}, errBadCredentials()
 	}
 	if err != nil {
 		return Principal{}, err
 	}
-	if !equalHash(hash, hashSecret(secret)) {
+	if !equalHash(stored, secretHash) {
 		return Principal{}, errBadCredentials()
 	}
 	if revoked.Valid {
@@ -200,7 +222,6 @@ func (s *Service) authenticateKey(ctx context.Context, bearer string) (Principal
 			return Principal{}, err
 		}
 	}
-	s.touch(ctx, keyID)
 	return Principal{Kind: PrincipalKey, TenantID: tenantID, KeyID: keyID, Role: role}, nil
 }
 

@@ -30,6 +30,11 @@ type Options struct {
 	TokenLeeway time.Duration
 	// MaxTokenTTL is the longest lifetime a user token may have (default 30 days).
 	MaxTokenTTL time.Duration
+	// KeyCacheTTL is how long a verified API key is remembered in memory, so that a stream of
+	// requests does not read the key and its merchant on every one (default 2s; negative turns the
+	// cache off). It bounds how long a key revoked, or a merchant suspended, on another node keeps
+	// working on this one; on the node that made the change it takes effect at once.
+	KeyCacheTTL time.Duration
 	Logger      *slog.Logger
 }
 
@@ -40,6 +45,8 @@ type Service struct {
 
 	touchMu sync.Mutex
 	touched map[string]time.Time // key id → last time we wrote last_used_at
+
+	keys keyCache
 }
 
 // New returns a tenant service over db.
@@ -49,6 +56,9 @@ func New(db *sqldb.DB, opts Options) *Service {
 	}
 	if opts.TouchInterval <= 0 {
 		opts.TouchInterval = time.Minute
+	}
+	if opts.KeyCacheTTL == 0 {
+		opts.KeyCacheTTL = 2 * time.Second
 	}
 	if opts.TokenLeeway <= 0 {
 		opts.TokenLeeway = 30 * time.Second
@@ -167,6 +177,9 @@ func (s *Service) UpdateMerchant(ctx context.Context, p UpdateMerchantParams) (M
 			WHERE id = $1`, m.ID, m.Name, m.TimeZone, m.Status, sqldb.Micros(m.UpdatedAt))
 		return err
 	})
+	if err == nil && p.Status != nil {
+		s.keys.dropTenant(m.ID)
+	}
 	return m, err
 }
 
