@@ -1,8 +1,7 @@
 package activity
 
 import (
-	"errors"
-	"fmt"
+	"github.com/perkhq/perk/internal/platform/prom"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -25,23 +24,23 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		written: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		written: prom.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "perk_activity_records_written_total",
 			Help: "Activity records written.",
 		})),
-		skipped: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		skipped: prom.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "perk_activity_skipped_total",
 			Help: "Messages that added no activity record, by reason (undecodable, malformed, expired, duplicate).",
 		}, []string{"reason"})),
-		lag: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		lag: prom.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "perk_activity_lag_seconds",
 			Help: "Time from the event to its record, for the last record written.",
 		})),
-		pruned: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		pruned: prom.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "perk_activity_pruned_total",
 			Help: "Activity records deleted by retention.",
 		})),
-		batch: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+		batch: prom.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "perk_activity_batch_records",
 			Help:    "Records offered to one write transaction.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
@@ -51,23 +50,4 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.skipped.WithLabelValues(r)
 	}
 	return m
-}
-
-// register registers c, or returns the collector already registered under the same description (so
-// two services on one registry share the series).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if reg == nil {
-		return c
-	}
-	err := reg.Register(c)
-	if err == nil {
-		return c
-	}
-	var already prometheus.AlreadyRegisteredError
-	if errors.As(err, &already) {
-		if existing, ok := already.ExistingCollector.(C); ok {
-			return existing
-		}
-	}
-	panic(fmt.Sprintf("activity: register metrics: %v", err))
 }

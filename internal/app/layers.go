@@ -12,7 +12,8 @@ type Layer struct {
 // Layers is the module DAG of DESIGN §2, bottom up. The kernel is split into sub-layers because its
 // pieces build on each other (the outbox needs sqldb, idem needs kv and rules).
 var Layers = []Layer{
-	{Name: "kernel/core", Rank: 0, Modules: []string{"internal/platform/clock", "internal/platform/ids", "internal/platform/problem"}},
+	{Name: "kernel/core", Rank: 0, Modules: []string{"internal/platform/clock", "internal/platform/ids", "internal/platform/problem",
+		"internal/platform/prom"}},
 	{Name: "kernel/store", Rank: 1, Modules: []string{"internal/platform/sqldb", "internal/platform/rules"}},
 	{Name: "kernel/services", Rank: 2, Modules: []string{"internal/platform/bus", "internal/platform/kv"}},
 	{Name: "kernel/idem", Rank: 3, Modules: []string{"internal/platform/idem"}},

@@ -1,8 +1,7 @@
 package bus
 
 import (
-	"errors"
-	"fmt"
+	"github.com/perkhq/perk/internal/platform/prom"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -27,48 +26,29 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	return &metrics{
-		published: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		published: prom.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "perk_bus_published_total",
 			Help: "Messages acknowledged by JetStream, by stream (duplicates excluded).",
 		}, []string{"stream"})),
-		duplicates: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		duplicates: prom.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "perk_bus_publish_duplicates_total",
 			Help: "Publishes JetStream acknowledged as duplicates of a Nats-Msg-Id inside the window.",
 		}, []string{"stream"})),
-		pubErrors: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		pubErrors: prom.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "perk_bus_publish_errors_total",
 			Help: "Publishes that failed or were not acknowledged in time.",
 		}, []string{"stream"})),
-		handled: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		handled: prom.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "perk_bus_handled_total",
 			Help: "Messages handled by consumers, by consumer and result " +
 				"(ack, retry, panic, term, duplicate, stopped).",
 		}, []string{"consumer", "result"})),
-		handleTime: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		handleTime: prom.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "perk_bus_handle_seconds",
 			Help:    "Time consumers spend handling one message.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9),
 		}, []string{"consumer"})),
 	}
-}
-
-// register registers c, or returns the collector already registered under the same description (so
-// a second bus or relay on one registry shares the series).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if reg == nil {
-		return c
-	}
-	err := reg.Register(c)
-	if err == nil {
-		return c
-	}
-	var already prometheus.AlreadyRegisteredError
-	if errors.As(err, &already) {
-		if existing, ok := already.ExistingCollector.(C); ok {
-			return existing
-		}
-	}
-	panic(fmt.Sprintf("bus: register metrics: %v", err))
 }
 
 func (m *metrics) countPublish(stream string, duplicate bool, err error) {

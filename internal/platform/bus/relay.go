@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/perkhq/perk/internal/platform/prom"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
@@ -117,16 +118,16 @@ func NewRelay(db *sqldb.DB, b *Bus, opts RelayOptions) *Relay {
 		log:  opts.Logger.With("component", "outbox-relay", "node", opts.Node),
 		wake: make(chan struct{}, 1),
 		metrics: relayMetrics{
-			pending: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			pending: prom.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 				Name: "perk_outbox_pending", Help: "Outbox rows not yet published.",
 			})),
-			lag: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			lag: prom.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 				Name: "perk_outbox_lag_seconds", Help: "Age of the oldest outbox row not yet published.",
 			})),
-			published: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			published: prom.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 				Name: "perk_outbox_published_total", Help: "Outbox rows published and marked sent.",
 			})),
-			failed: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			failed: prom.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 				Name: "perk_outbox_failed_total", Help: "Outbox publish attempts that failed and were rescheduled.",
 			})),
 		},
