@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"io"
 	"net/http"
 
@@ -23,8 +22,9 @@ type MiddlewareOptions struct {
 	Identity func(*http.Request) (tenant, scope string, ok bool)
 	// MaxBody bounds the buffered request body (default DefaultMaxBody); larger bodies get 413.
 	MaxBody int64
-	// WriteError answers a refusal (a *problem.Error, or another error for a 500); nil uses a
-	// minimal RFC 9457 writer. The HTTP layer passes its own, so every problem looks the same.
+	// WriteError answers a refusal (a *problem.Error, or another error for a 500). It is
+	// required: the HTTP layer passes its problem writer, the one place where domain errors become
+	// RFC 9457 documents, so every problem looks the same.
 	WriteError func(w http.ResponseWriter, r *http.Request, err error)
 }
 
@@ -39,7 +39,7 @@ func Middleware(svc *Service, opts MiddlewareOptions) func(http.Handler) http.Ha
 		opts.MaxBody = DefaultMaxBody
 	}
 	if opts.WriteError == nil {
-		opts.WriteError = writeProblem
+		panic("idem: MiddlewareOptions.WriteError is required")
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -192,57 +192,4 @@ func writeResponse(w http.ResponseWriter, resp Response, replayed bool) {
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write(resp.Body)
-}
-
-// problemBase is the prefix of problem type URIs.
-const problemBase = "https://perk.dev/problems/"
-
-// writeProblem answers err as an RFC 9457 problem document. Errors that are not *problem.Error
-// become an opaque 500. This is the one function to swap for the HTTP layer's shared writer.
-func writeProblem(w http.ResponseWriter, _ *http.Request, err error) {
-	p, ok := problem.As(err)
-	if !ok {
-		p = &problem.Error{Kind: problem.KindInternal, Detail: "an internal error occurred"}
-	}
-	status := statusOf(p.Kind)
-	doc := map[string]any{}
-	for k, v := range p.Extensions {
-		doc[k] = v
-	}
-	doc["type"] = problemBase + p.Slug()
-	doc["title"] = http.StatusText(status)
-	doc["status"] = status
-	doc["detail"] = p.Detail
-	if len(p.Fields) > 0 {
-		doc["errors"] = p.Fields
-	}
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(doc)
-}
-
-func statusOf(k problem.Kind) int {
-	switch k {
-	case problem.KindInvalid:
-		return http.StatusUnprocessableEntity
-	case problem.KindBadRequest:
-		return http.StatusBadRequest
-	case problem.KindUnauthenticated:
-		return http.StatusUnauthorized
-	case problem.KindForbidden:
-		return http.StatusForbidden
-	case problem.KindNotFound:
-		return http.StatusNotFound
-	case problem.KindConflict:
-		return http.StatusConflict
-	case problem.KindTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case problem.KindUnsupportedMedia:
-		return http.StatusUnsupportedMediaType
-	case problem.KindRateLimited:
-		return http.StatusTooManyRequests
-	case problem.KindUnavailable:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
 }

@@ -3,6 +3,7 @@ package idem_test
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/perkhq/perk/internal/platform/problem"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -94,7 +95,8 @@ func setupMiddleware(t *testing.T, newStorage storageFactory) *mwBundle {
 			tenant := r.Header.Get("X-Tenant")
 			return tenant, r.Header.Get("X-Scope"), tenant != ""
 		},
-		MaxBody: 4096,
+		MaxBody:    4096,
+		WriteError: writeTestProblem,
 	})(a)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -321,4 +323,35 @@ func TestMiddleware(t *testing.T) {
 			})
 		}
 	})
+}
+
+// testStatus is how the tests' problem writer maps kinds; the real mapping is the HTTP layer's.
+var testStatus = map[problem.Kind]int{
+	problem.KindInvalid: http.StatusUnprocessableEntity, problem.KindBadRequest: http.StatusBadRequest,
+	problem.KindConflict: http.StatusConflict, problem.KindTooLarge: http.StatusRequestEntityTooLarge,
+	problem.KindUnavailable: http.StatusServiceUnavailable,
+}
+
+// writeTestProblem is a minimal RFC 9457 writer standing in for the HTTP layer's.
+func writeTestProblem(w http.ResponseWriter, _ *http.Request, err error) {
+	status := http.StatusInternalServerError
+	doc := map[string]any{"type": "https://perk.dev/problems/internal"}
+	if p, ok := problem.As(err); ok {
+		if s, known := testStatus[p.Kind]; known {
+			status = s
+		}
+		for k, v := range p.Extensions {
+			doc[k] = v
+		}
+		doc["type"] = "https://perk.dev/problems/" + p.Slug()
+		doc["detail"] = p.Detail
+	}
+	doc["status"] = status
+	doc["title"] = http.StatusText(status)
+	if doc["detail"] == nil {
+		doc["detail"] = "an internal error occurred"
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(doc)
 }
