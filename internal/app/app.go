@@ -66,6 +66,7 @@ type App struct {
 	kv         kv.Store
 	redis      redis.UniversalClient // nil without Redis
 	idem       *idem.Service
+	idemSQL    *idem.SQLStorage
 	tenants    *tenant.Service
 	catalog    *catalog.Service
 	snapshot   *catalog.Snapshot

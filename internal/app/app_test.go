@@ -19,6 +19,7 @@ import (
 	"github.com/perkhq/perk/client"
 	"github.com/perkhq/perk/internal/config"
 	"github.com/perkhq/perk/internal/platform/bus/bustest"
+	"github.com/perkhq/perk/internal/platform/clock"
 	"github.com/perkhq/perk/internal/platform/kv/kvtest"
 	"github.com/perkhq/perk/internal/platform/sqldb"
 	"github.com/perkhq/perk/internal/platform/sqldb/sqldbtest"
@@ -41,6 +42,7 @@ type nodeOptions struct {
 	refresh     time.Duration
 	demo        bool
 	redisPrefix string // "" = no Redis
+	clock       clock.Clock
 }
 
 func testConfig(t testing.TB, o nodeOptions) config.Config {
@@ -80,7 +82,7 @@ func startNode(t testing.TB, o nodeOptions) *node {
 	t.Helper()
 	cfg := testConfig(t, o)
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := New(ctx, Options{Config: cfg, Logger: quietLogger()})
+	a, err := New(ctx, Options{Config: cfg, Logger: quietLogger(), Clock: o.clock})
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

@@ -103,7 +103,8 @@ func overlay(cfg idem.OperationConfig, spec IdempotencySpec) idem.OperationConfi
 
 // buildIdem makes the idempotency service: SQL storage always, Redis too when configured.
 func (a *App) buildIdem() error {
-	storages := map[string]idem.Storage{idem.StorageSQL: idem.NewSQLStorage(a.db, a.clock)}
+	a.idemSQL = idem.NewSQLStorage(a.db, a.clock)
+	storages := map[string]idem.Storage{idem.StorageSQL: a.idemSQL}
 	if a.redis != nil {
 		storages[idem.StorageRedis] = idem.NewRedisStorage(a.redis, a.cfg.Redis.KeyPrefix)
 	}
@@ -117,4 +118,41 @@ func (a *App) buildIdem() error {
 		Registerer: a.registry, Logger: a.log})
 	a.idem = svc
 	return err
+}
+
+// idemPurgeInterval is how often expired idempotency records are deleted from SQL (Redis expires
+// its own).
+const idemPurgeInterval = 5 * time.Minute
+
+// purgeIdempotency deletes expired SQL idempotency records in small batches, every interval, until
+// ctx ends. Every node may run it: deleting an expired row twice is harmless.
+func (a *App) purgeIdempotency(ctx context.Context) error {
+	return every(ctx, idemPurgeInterval, a.purgeExpiredIdempotency)
+}
+
+// purgeExpiredIdempotency is one purge pass: batches of 500 until none is left.
+func (a *App) purgeExpiredIdempotency(ctx context.Context) {
+	for {
+		n, err := a.idemSQL.Purge(ctx, 500)
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("purge idempotency records", "err", err)
+		}
+		if err != nil || n < 500 {
+			return
+		}
+	}
+}
+
+// every runs fn at once and then every interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, fn func(context.Context)) error {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		fn(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/perkhq/perk/client"
+	"github.com/perkhq/perk/internal/platform/clock"
 	"github.com/perkhq/perk/internal/platform/kv/kvtest"
 	"github.com/perkhq/perk/internal/platform/sqldb"
 )
@@ -117,4 +118,23 @@ func countIdemRows(t *testing.T, n *node) int {
 	var c int
 	require.NoError(t, n.app.DB().Reader().QueryRow(context.Background(), `SELECT COUNT(*) FROM idem_records`).Scan(&c))
 	return c
+}
+
+func TestExpiredIdempotencyRecordsArePurged(t *testing.T) {
+	t.Parallel()
+	fake := clock.NewFake(time.Now())
+	n := startNode(t, nodeOptions{dialect: sqldb.SQLite, clock: fake})
+	ctx := context.Background()
+	nm, err := n.platform.CreateMerchant(ctx, "Shop", "", client.IdempotencyKey("m-1"))
+	require.NoError(t, err)
+	_, err = client.New(n.url, nm.AdminKey.Secret).CreateKey(ctx, nm.Merchant.ID, "k", "viewer", client.IdempotencyKey("k-1"))
+	require.NoError(t, err)
+	require.Equal(t, 2, countIdemRows(t, n))
+
+	n.app.purgeExpiredIdempotency(ctx)
+	require.Equal(t, 2, countIdemRows(t, n), "records within their TTL stay")
+
+	fake.Advance(n.app.cfg.Idempotency.TTL.Std() + time.Minute)
+	n.app.purgeExpiredIdempotency(ctx)
+	require.Equal(t, 0, countIdemRows(t, n))
 }

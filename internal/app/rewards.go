@@ -61,9 +61,7 @@ func (a *App) startConsumers(ctx context.Context) error {
 
 // sweepLedger expires due points lots and releases expired holds, every interval, until ctx ends.
 func (a *App) sweepLedger(ctx context.Context) error {
-	tick := time.NewTicker(a.cfg.Ledger.SweepInterval.Std())
-	defer tick.Stop()
-	for {
+	return every(ctx, a.cfg.Ledger.SweepInterval.Std(), func(ctx context.Context) {
 		for _, sweep := range []func(context.Context, int) (int, error){a.ledger.ExpireDue, a.ledger.ReleaseExpiredHolds} {
 			for {
 				n, err := sweep(ctx, 500)
@@ -75,12 +73,7 @@ func (a *App) sweepLedger(ctx context.Context) error {
 				}
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-	}
+	})
 }
 
 // zoneCache answers tenants' time zones for period arithmetic without a query per grant.

@@ -214,7 +214,7 @@ func (a *App) start(ctx context.Context, ln net.Listener) error {
 func (a *App) runWorkers(ctx context.Context, wg *sync.WaitGroup) {
 	for name, run := range map[string]func(context.Context) error{"outbox relay": a.relay.Run,
 		"config refresh": a.snapshot.Run, "webhook dispatcher": a.dispatcher.Run, "activity log": a.activity.Run,
-		"grant sweeper": a.rewards.Run, "ledger sweeper": a.sweepLedger} {
+		"grant sweeper": a.rewards.Run, "ledger sweeper": a.sweepLedger, "idempotency purge": a.purgeIdempotency} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
