@@ -7,7 +7,6 @@ package activity
 import (
 	"embed"
 	"encoding/json"
-	"io/fs"
 	"log/slog"
 	"time"
 
@@ -22,15 +21,7 @@ import (
 var migrationFiles embed.FS
 
 // Migrations is the activity log's migration set (module "activity"), for sqldb.DB.Migrate.
-var Migrations = sqldb.Migrations{Module: "activity", FS: mustSub(migrationFiles, "migrations")}
-
-func mustSub(fsys fs.FS, dir string) fs.FS {
-	sub, err := fs.Sub(fsys, dir)
-	if err != nil {
-		panic("activity: " + err.Error())
-	}
-	return sub
-}
+var Migrations = sqldb.Migrations{Module: "activity", FS: migrationFiles, Dir: "migrations"}
 
 // Record is one entry of the activity log: a domain event as it was recorded.
 type Record struct {

@@ -37,7 +37,11 @@ func Migrations() []sqldb.Migrations {
 func countMigrations(d sqldb.Dialect) int {
 	n := 0
 	for _, set := range Migrations() {
-		entries, _ := fs.ReadDir(set.FS, string(d))
+		dir, err := set.For(d)
+		if err != nil {
+			continue
+		}
+		entries, _ := fs.ReadDir(dir, ".")
 		for _, e := range entries {
 			if strings.HasSuffix(e.Name(), ".sql") {
 				n++
@@ -161,7 +165,7 @@ func (a *App) buildModules(ctx context.Context) error {
 		BatchSize: a.cfg.Outbox.BatchSize, MaxBackoff: a.cfg.Outbox.MaxBackoff.Std(), Node: a.node,
 		Registerer: a.registry, Logger: a.log})
 	a.registry.MustRegister(newDBCollector(a.db))
-	a.zones = &zoneCache{load: func(ctx context.Context, tenantID string) (*time.Location, error) {
+	a.zones = &zoneCache{clock: a.clock, load: func(ctx context.Context, tenantID string) (*time.Location, error) {
 		m, err := a.tenants.GetMerchant(ctx, tenantID)
 		return m.Location(), err
 	}}

@@ -2,7 +2,6 @@ package catalog
 
 import (
 	"embed"
-	"io/fs"
 
 	"github.com/perkhq/perk/internal/platform/sqldb"
 )
@@ -11,12 +10,4 @@ import (
 var migrationFiles embed.FS
 
 // Migrations is the catalog's migration set (module "catalog"), for sqldb.DB.Migrate.
-var Migrations = sqldb.Migrations{Module: "catalog", FS: mustSub(migrationFiles, "migrations")}
-
-func mustSub(fsys fs.FS, dir string) fs.FS {
-	sub, err := fs.Sub(fsys, dir)
-	if err != nil {
-		panic("catalog: " + err.Error())
-	}
-	return sub
-}
+var Migrations = sqldb.Migrations{Module: "catalog", FS: migrationFiles, Dir: "migrations"}

@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"embed"
-	"io/fs"
 
 	"github.com/perkhq/perk/internal/platform/sqldb"
 )
@@ -11,12 +10,4 @@ import (
 var migrationFiles embed.FS
 
 // Migrations is the ledger's migration set (module "ledger"), for sqldb.DB.Migrate.
-var Migrations = sqldb.Migrations{Module: "ledger", FS: mustSub(migrationFiles, "migrations")}
-
-func mustSub(fsys fs.FS, dir string) fs.FS {
-	sub, err := fs.Sub(fsys, dir)
-	if err != nil {
-		panic("ledger: " + err.Error())
-	}
-	return sub
-}
+var Migrations = sqldb.Migrations{Module: "ledger", FS: migrationFiles, Dir: "migrations"}

@@ -2,7 +2,6 @@ package reward
 
 import (
 	"embed"
-	"io/fs"
 
 	"github.com/perkhq/perk/internal/platform/sqldb"
 )
@@ -11,12 +10,4 @@ import (
 var migrationFiles embed.FS
 
 // Migrations is the reward module's migration set (module "reward"), for sqldb.DB.Migrate.
-var Migrations = sqldb.Migrations{Module: "reward", FS: mustSub(migrationFiles, "migrations")}
-
-func mustSub(fsys fs.FS, dir string) fs.FS {
-	sub, err := fs.Sub(fsys, dir)
-	if err != nil {
-		panic("reward: " + err.Error())
-	}
-	return sub
-}
+var Migrations = sqldb.Migrations{Module: "reward", FS: migrationFiles, Dir: "migrations"}

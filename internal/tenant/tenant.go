@@ -4,7 +4,6 @@ package tenant
 
 import (
 	"embed"
-	"io/fs"
 	"time"
 
 	"github.com/perkhq/perk/internal/platform/sqldb"
@@ -14,15 +13,7 @@ import (
 var migrations embed.FS
 
 // Migrations are this module's tables.
-var Migrations = sqldb.Migrations{Module: "tenant", FS: mustSub(migrations, "migrations")}
-
-func mustSub(f fs.FS, dir string) fs.FS {
-	sub, err := fs.Sub(f, dir)
-	if err != nil {
-		panic(err)
-	}
-	return sub
-}
+var Migrations = sqldb.Migrations{Module: "tenant", FS: migrations, Dir: "migrations"}
 
 // Platform is the tenant id of the platform operator itself.
 const Platform = "platform"

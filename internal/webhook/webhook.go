@@ -8,7 +8,6 @@ package webhook
 import (
 	"embed"
 	"encoding/json"
-	"io/fs"
 	"log/slog"
 	"sync"
 	"time"
@@ -23,15 +22,7 @@ import (
 var migrationsFS embed.FS
 
 // Migrations creates the module's tables: webhook_endpoints, webhook_deliveries, webhook_attempts.
-var Migrations = sqldb.Migrations{Module: "webhook", FS: mustSub(migrationsFS, "migrations")}
-
-func mustSub(fsys fs.FS, dir string) fs.FS {
-	sub, err := fs.Sub(fsys, dir)
-	if err != nil {
-		panic(err)
-	}
-	return sub
-}
+var Migrations = sqldb.Migrations{Module: "webhook", FS: migrationsFS, Dir: "migrations"}
 
 // Id prefixes.
 const (

@@ -5,7 +5,6 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"strings"
 	"sync"
 	"time"
@@ -18,15 +17,7 @@ import (
 var migrationsFS embed.FS
 
 // Migrations creates the bus's tables: bus_outbox and bus_processed.
-var Migrations = sqldb.Migrations{Module: "bus", FS: mustSub(migrationsFS, "migrations")}
-
-func mustSub(fsys fs.FS, dir string) fs.FS {
-	sub, err := fs.Sub(fsys, dir)
-	if err != nil {
-		panic(err)
-	}
-	return sub
-}
+var Migrations = sqldb.Migrations{Module: "bus", FS: migrationsFS, Dir: "migrations"}
 
 // OutboxPrefix is the type prefix of outbox row ids ("obx_<ulid>").
 const OutboxPrefix = "obx"

@@ -3,7 +3,6 @@ package idem
 import (
 	"context"
 	"embed"
-	"io/fs"
 	"time"
 
 	"github.com/perkhq/perk/internal/platform/clock"
@@ -14,15 +13,7 @@ import (
 var migrationsFS embed.FS
 
 // Migrations creates the SQL storage's table (idem_records) on both engines.
-var Migrations = sqldb.Migrations{Module: "idem", FS: mustSub(migrationsFS, "migrations")}
-
-func mustSub(f fs.FS, dir string) fs.FS {
-	sub, err := fs.Sub(f, dir)
-	if err != nil {
-		panic(err)
-	}
-	return sub
-}
+var Migrations = sqldb.Migrations{Module: "idem", FS: migrationsFS, Dir: "migrations"}
 
 // SQLStorage keeps records in the idem_records table. Expired rows are ignored (and taken over by
 // the next Begin); Purge deletes them.

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"embed"
 	"errors"
-	"io/fs"
 	"slices"
 	"time"
 
@@ -20,15 +19,7 @@ import (
 var migrationsFS embed.FS
 
 // Migrations creates the SQL store's tables (kv_counters, kv_locks) on both engines.
-var Migrations = sqldb.Migrations{Module: "kv", FS: mustSub(migrationsFS, "migrations")}
-
-func mustSub(f fs.FS, dir string) fs.FS {
-	sub, err := fs.Sub(f, dir)
-	if err != nil {
-		panic(err)
-	}
-	return sub
-}
+var Migrations = sqldb.Migrations{Module: "kv", FS: migrationsFS, Dir: "migrations"}
 
 // DefaultCacheEntries bounds the SQL store's in-process cache when SQLOptions.CacheEntries is 0.
 const DefaultCacheEntries = 10_000

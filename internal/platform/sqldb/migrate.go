@@ -6,16 +6,28 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
+	"path"
 
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 )
 
-// Migrations is one module's migration set. FS holds two folders, "sqlite" and "postgres", each of
-// numbered goose SQL files (0001_init.sql …). Versions are tracked per module in goose_<module>.
+// Migrations is one module's migration set. FS, under Dir ("" = its root), holds two folders,
+// "sqlite" and "postgres", each of numbered goose SQL files (0001_init.sql …). Versions are tracked
+// per module in goose_<module>.
 type Migrations struct {
 	Module string
 	FS     fs.FS
+	Dir    string
+}
+
+// For returns the folder of the set's migrations for one engine.
+func (m Migrations) For(d Dialect) (fs.FS, error) {
+	sub, err := fs.Sub(m.FS, path.Join(m.Dir, string(d)))
+	if err != nil {
+		return nil, fmt.Errorf("sqldb: %s migrations for %s: %w", m.Module, d, err)
+	}
+	return sub, nil
 }
 
 // Pending lists, per module, the migrations not yet applied, as "module/file" names.
@@ -64,9 +76,9 @@ func (db *DB) Migrate(ctx context.Context, sets []Migrations, progress func(line
 }
 
 func (db *DB) provider(ctx context.Context, set Migrations) (*goose.Provider, error) {
-	sub, err := fs.Sub(set.FS, string(db.dialect))
+	sub, err := set.For(db.dialect)
 	if err != nil {
-		return nil, fmt.Errorf("sqldb: %s migrations for %s: %w", set.Module, db.dialect, err)
+		return nil, err
 	}
 	opts := []goose.ProviderOption{
 		goose.WithTableName("goose_" + set.Module),
