@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -50,7 +49,7 @@ func (a *App) seedDemo(ctx context.Context, baseURL string) error {
 // existingDemo returns the demo of an earlier start when its key still works.
 func (a *App) existingDemo(ctx context.Context) (Demo, bool) {
 	raw, err := os.ReadFile(a.DemoPath())
-	if errors.Is(err, os.ErrNotExist) || err != nil {
+	if err != nil {
 		return Demo{}, false
 	}
 	var d Demo

@@ -10,6 +10,7 @@ import (
 	"github.com/perkhq/perk/internal/catalog"
 	"github.com/perkhq/perk/internal/ledger"
 	"github.com/perkhq/perk/internal/platform/bus"
+	"github.com/perkhq/perk/internal/platform/clock"
 	"github.com/perkhq/perk/internal/reward"
 	"github.com/perkhq/perk/internal/webhook"
 )
@@ -78,9 +79,10 @@ func (a *App) sweepLedger(ctx context.Context) error {
 
 // zoneCache answers tenants' time zones for period arithmetic without a query per grant.
 type zoneCache struct {
-	load func(ctx context.Context, tenantID string) (*time.Location, error)
-	mu   sync.Mutex
-	m    map[string]zoneEntry
+	clock clock.Clock
+	load  func(ctx context.Context, tenantID string) (*time.Location, error)
+	mu    sync.Mutex
+	m     map[string]zoneEntry
 }
 
 type zoneEntry struct {
@@ -95,7 +97,7 @@ func (z *zoneCache) lookup(tenantID string) *time.Location {
 	z.mu.Lock()
 	e, ok := z.m[tenantID]
 	z.mu.Unlock()
-	if ok && time.Since(e.at) < zoneTTL {
+	if ok && z.clock.Now().Sub(e.at) < zoneTTL {
 		return e.loc
 	}
 	loc, err := z.load(context.Background(), tenantID)
@@ -106,7 +108,7 @@ func (z *zoneCache) lookup(tenantID string) *time.Location {
 	if z.m == nil {
 		z.m = map[string]zoneEntry{}
 	}
-	z.m[tenantID] = zoneEntry{loc: loc, at: time.Now()}
+	z.m[tenantID] = zoneEntry{loc: loc, at: z.clock.Now()}
 	z.mu.Unlock()
 	return loc
 }
