@@ -100,3 +100,53 @@ func BenchmarkOutboxRelay(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "rows/s")
 }
+
+// BenchmarkConsumeExactlyOnce measures messages per second through the exactly-once consumers,
+// one transaction per message (ConsumeTx) and per batch (ConsumeBatchTx), on both SQL engines,
+// messages published beforehand on the embedded server.
+func BenchmarkConsumeExactlyOnce(b *testing.B) {
+	for _, d := range sqldbtest.Dialects {
+		for _, batched := range []bool{false, true} {
+			name := string(d) + "/single"
+			if batched {
+				name = string(d) + "/batch"
+			}
+			b.Run(name, func(b *testing.B) {
+				db := sqldbtest.Open(b, d, sets)
+				bs := bustest.NewEnv(b, bustest.Embedded).Open(b, bus.Options{})
+				ctx := context.Background()
+				msgs := make([]bus.Message, b.N)
+				for i := range msgs {
+					msgs[i] = bus.Message{Subject: bs.Subject(bus.Events, "t1", "order", "paid"), ID: fmt.Sprint("m", i), Data: payload}
+				}
+				for i := 0; i < len(msgs); i += 1000 {
+					if err := bs.PublishBatch(ctx, msgs[i:min(i+1000, len(msgs))]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				opts := bus.ConsumerOptions{Stream: bus.Events, Name: "bench", BatchSize: 256, MaxAckPending: 4096}
+				b.ResetTimer()
+				start := time.Now()
+				var stop func()
+				var err error
+				if batched {
+					stop, err = bs.ConsumeBatchTx(ctx, db, opts, func(context.Context, *sqldb.Tx, []bus.Msg) error { return nil })
+				} else {
+					stop, err = bs.ConsumeTx(ctx, db, opts, func(context.Context, *sqldb.Tx, bus.Msg) error { return nil })
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				for processed := 0; processed < b.N; time.Sleep(2 * time.Millisecond) {
+					if err := db.Reader().QueryRow(ctx, `SELECT COUNT(*) FROM bus_processed`).Scan(&processed); err != nil {
+						b.Fatal(err)
+					}
+				}
+				elapsed := time.Since(start)
+				b.StopTimer()
+				stop()
+				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+			})
+		}
+	}
+}

@@ -224,8 +224,9 @@ func (g *gate) closing() bool {
 }
 
 // supervise registers a running consumer with the bus and returns its idempotent stop function,
-// which also runs when ctx is done. Stop waits for the handler calls in progress, however long.
-func (b *Bus) supervise(ctx context.Context, cc jetstream.ConsumeContext, g *gate) (func(), error) {
+// which also runs when ctx is done. Stop waits for the handler calls in progress, however long, then
+// runs the after functions.
+func (b *Bus) supervise(ctx context.Context, cc jetstream.ConsumeContext, g *gate, after ...func()) (func(), error) {
 	var (
 		once sync.Once
 		id   int
@@ -243,6 +244,9 @@ func (b *Bus) supervise(ctx context.Context, cc jetstream.ConsumeContext, g *gat
 				cc.Stop()
 			}
 			g.calls.Wait()
+			for _, fn := range after {
+				fn()
+			}
 			close(done)
 			b.untrack(id)
 		})

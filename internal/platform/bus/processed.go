@@ -3,7 +3,6 @@ package bus
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/perkhq/perk/internal/platform/sqldb"
@@ -38,6 +37,12 @@ func (b *Bus) ConsumeTx(ctx context.Context, db *sqldb.DB, opts ConsumerOptions,
 	if err != nil {
 		return nil, err
 	}
+	return b.withPrune(ctx, db, key, opts, stopConsume)
+}
+
+// withPrune starts the loop that prunes a consumer's processed records and returns a stop function
+// that stops the consumer, then the loop.
+func (b *Bus) withPrune(ctx context.Context, db *sqldb.DB, key string, opts ConsumerOptions, stopConsume func()) (func(), error) {
 	pruneCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -62,11 +67,7 @@ func (b *Bus) ConsumeTx(ctx context.Context, db *sqldb.DB, opts ConsumerOptions,
 }
 
 func (b *Bus) processOnce(ctx context.Context, db *sqldb.DB, key string, msg Msg, handler TxHandler) error {
-	id := msg.ID
-	if id == "" {
-		// Sequences restart if the stream is ever recreated; the stored time tells the two apart.
-		id = "seq:" + strconv.FormatUint(msg.Sequence, 10) + ":" + strconv.FormatInt(msg.Time.UnixNano(), 10)
-	}
+	id := processedID(msg)
 	duplicate := false
 	err := db.Tx(ctx, func(tx *sqldb.Tx) error {
 		res, err := tx.Exec(ctx, `INSERT INTO bus_processed (consumer, msg_id, processed_at) VALUES ($1, $2, $3)

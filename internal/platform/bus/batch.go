@@ -1,0 +1,238 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/perkhq/perk/internal/platform/sqldb"
+)
+
+// BatchTxHandler applies the effects of several messages inside the transaction that records them
+// as processed. msgs holds only messages not processed before, in delivery order; it may be empty
+// when every message was a duplicate (the handler is not called then).
+type BatchTxHandler func(ctx context.Context, tx *sqldb.Tx, msgs []Msg) error
+
+// batchLinger is how long a batch waits for more messages once it has one.
+const batchLinger = 2 * time.Millisecond
+
+// ConsumeBatchTx is ConsumeTx for handlers that gain from batching. Messages arriving together (up
+// to opts.BatchSize, waiting at most a couple of milliseconds for more) are recorded as processed
+// and handed to handler in one transaction, then acknowledged. Messages processed before are
+// skipped and acknowledged as duplicates. When a batch fails, its messages are retried one by one,
+// so a poison message is retried (and terminated, with ErrPermanent or MaxDeliver) alone. Stop
+// waits for the batch in hand and settles the messages already pulled.
+func (b *Bus) ConsumeBatchTx(ctx context.Context, db *sqldb.DB, opts ConsumerOptions, handler BatchTxHandler) (stop func(), err error) {
+	opts, err = opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	cons, err := b.upsertConsumer(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	bc := &batchConsumer{
+		consumer: consumer{bus: b, opts: opts, ctx: ctx, log: b.log.With("stream", opts.Stream, "consumer", opts.Name)},
+		db:       db, handler: handler, key: string(opts.Stream) + "/" + opts.Name,
+		in: make(chan jetstream.Msg, 2*opts.BatchSize), quit: make(chan struct{}),
+	}
+	go bc.loop()
+	cc, err := cons.Consume(bc.enqueue, jetstream.PullMaxMessages(opts.BatchSize), jetstream.ConsumeErrHandler(bc.onError))
+	if err != nil {
+		close(bc.quit)
+		return nil, fmt.Errorf("bus: consume %s/%s: %w", opts.Stream, opts.Name, err)
+	}
+	stopConsume, err := b.supervise(ctx, cc, &bc.gate, func() { close(bc.quit) })
+	if err != nil {
+		close(bc.quit)
+		return nil, err
+	}
+	return b.withPrune(ctx, db, bc.key, opts, stopConsume)
+}
+
+// batchConsumer runs one instance of a batching durable consumer: the client library's callback
+// queues messages, and one goroutine takes them in batches.
+type batchConsumer struct {
+	consumer
+	db      *sqldb.DB
+	handler BatchTxHandler
+	key     string
+	in      chan jetstream.Msg
+	quit    chan struct{}
+}
+
+// enqueue is the library's callback: admit the message and queue it for the loop.
+func (bc *batchConsumer) enqueue(jm jetstream.Msg) {
+	if !bc.gate.enter() {
+		_ = jm.Nak()
+		bc.count(resultStopped)
+		return
+	}
+	bc.in <- jm
+}
+
+// loop takes batches off the queue until the consumer has stopped and settled everything.
+func (bc *batchConsumer) loop() {
+	for {
+		select {
+		case <-bc.quit:
+			return
+		case first := <-bc.in:
+			bc.handleBatch(bc.gather(first))
+		}
+	}
+}
+
+// gather collects up to BatchSize messages, waiting at most batchLinger after the first.
+func (bc *batchConsumer) gather(first jetstream.Msg) []jetstream.Msg {
+	batch := []jetstream.Msg{first}
+	timer := time.NewTimer(batchLinger)
+	defer timer.Stop()
+	for len(batch) < bc.opts.BatchSize {
+		select {
+		case jm := <-bc.in:
+			batch = append(batch, jm)
+		case <-timer.C:
+			return batch
+		}
+	}
+	return batch
+}
+
+// handleBatch processes a batch in one transaction, or its messages one by one if that fails.
+func (bc *batchConsumer) handleBatch(jms []jetstream.Msg) {
+	defer func() {
+		for range jms {
+			bc.gate.leave()
+		}
+	}()
+	msgs := make([]Msg, 0, len(jms))
+	readable := make([]jetstream.Msg, 0, len(jms))
+	for _, jm := range jms {
+		msg, err := toMsg(bc.opts.Stream, jm)
+		if err != nil {
+			bc.log.Error("bus: unreadable message metadata; terminating it", "subject", jm.Subject(), "err", err)
+			_ = jm.Term()
+			bc.count(resultTerm)
+			continue
+		}
+		msgs = append(msgs, msg)
+		readable = append(readable, jm)
+	}
+	if len(msgs) == 0 {
+		return
+	}
+	start := time.Now()
+	fresh, err := bc.process(msgs)
+	bc.bus.metrics.handleTime.WithLabelValues(bc.opts.Name).Observe(time.Since(start).Seconds())
+	if err == nil {
+		for i, jm := range readable {
+			if fresh[i] {
+				bc.ack(jm, resultAck)
+			} else {
+				bc.ack(jm, resultDuplicate)
+			}
+		}
+		return
+	}
+	if len(msgs) == 1 {
+		bc.settle(readable[0], msgs[0], err)
+		return
+	}
+	for i, jm := range readable {
+		fresh, err := bc.process(msgs[i : i+1])
+		if err == nil && !fresh[0] {
+			err = errDuplicate
+		}
+		bc.settle(jm, msgs[i], err)
+	}
+}
+
+// process records msgs as processed and runs the handler on the fresh ones, in one transaction.
+// fresh[i] tells whether msgs[i] was new.
+func (bc *batchConsumer) process(msgs []Msg) (fresh []bool, err error) {
+	err = bc.db.Tx(bc.ctx, func(tx *sqldb.Tx) error {
+		var err error
+		fresh, err = bc.record(tx, msgs)
+		if err != nil {
+			return err
+		}
+		todo := make([]Msg, 0, len(msgs))
+		for i, m := range msgs {
+			if fresh[i] {
+				todo = append(todo, m)
+			}
+		}
+		if len(todo) == 0 {
+			return nil
+		}
+		return callBatch(bc.ctx, bc.handler, tx, todo)
+	})
+	return fresh, err
+}
+
+// record inserts the processed rows of msgs and reports which were new. A message id that
+// appears twice in one batch is new only the first time.
+func (bc *batchConsumer) record(tx *sqldb.Tx, msgs []Msg) ([]bool, error) {
+	now := sqldb.Micros(bc.bus.clock.Now())
+	var q strings.Builder
+	q.WriteString("INSERT INTO bus_processed (consumer, msg_id, processed_at) VALUES ")
+	args := make([]any, 0, 3*len(msgs))
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = processedID(m)
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		n := len(args)
+		fmt.Fprintf(&q, "($%d, $%d, $%d)", n+1, n+2, n+3)
+		args = append(args, bc.key, ids[i], now)
+	}
+	q.WriteString(" ON CONFLICT DO NOTHING RETURNING msg_id")
+	rows, err := tx.Query(bc.ctx, q.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("bus: record processed: %w", err)
+	}
+	defer rows.Close()
+	inserted := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("bus: record processed: %w", err)
+		}
+		inserted[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("bus: record processed: %w", err)
+	}
+	fresh := make([]bool, len(msgs))
+	for i, id := range ids {
+		fresh[i] = inserted[id]
+		delete(inserted, id)
+	}
+	return fresh, nil
+}
+
+// processedID is the id a message is recorded under in bus_processed.
+func processedID(m Msg) string {
+	if m.ID != "" {
+		return m.ID
+	}
+	// Sequences restart if the stream is ever recreated; the stored time tells the two apart.
+	return "seq:" + strconv.FormatUint(m.Sequence, 10) + ":" + strconv.FormatInt(m.Time.UnixNano(), 10)
+}
+
+// callBatch runs a batch handler, turning a panic into a panicError.
+func callBatch(ctx context.Context, h BatchTxHandler, tx *sqldb.Tx, msgs []Msg) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = panicError{value: p, stack: debug.Stack()}
+		}
+	}()
+	return h(ctx, tx, msgs)
+}
