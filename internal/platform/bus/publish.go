@@ -70,45 +70,16 @@ func (b *Bus) publish(ctx context.Context, m Message) (*jetstream.PubAck, error)
 // Options.MaxPendingAsync in flight) and returns when every one is acknowledged or has failed.
 // When some fail it returns a *BatchError saying which; the others are durable.
 func (b *Bus) PublishBatch(ctx context.Context, msgs []Message) error {
-	errs := b.publishAsync(ctx, msgs)
-	for _, err := range errs {
-		if err != nil {
-			return &BatchError{Errs: errs}
-		}
-	}
-	return nil
+	_, err := b.PublishBatchResults(ctx, msgs)
+	return err
 }
 
+// publishAsync is PublishBatch's per-message errors, aligned with msgs.
 func (b *Bus) publishAsync(ctx context.Context, msgs []Message) []error {
-	errs := make([]error, len(msgs))
-	futures := make([]jetstream.PubAckFuture, len(msgs))
-	for i, m := range msgs {
-		switch {
-		case ctx.Err() != nil:
-			errs[i] = ctx.Err()
-		case m.Subject == "":
-			errs[i] = errNoSubject
-		default:
-			opts := append(publishOpts(m), jetstream.WithStallWait(b.opts.PublishTimeout))
-			futures[i], errs[i] = b.js.PublishMsgAsync(toNats(m), opts...)
-		}
-	}
-	for i, f := range futures {
-		if f == nil {
-			b.metrics.countPublish(b.streamLabel(msgs[i].Subject), false, errs[i])
-			continue
-		}
-		var ack *jetstream.PubAck
-		select {
-		case ack = <-f.Ok():
-		case errs[i] = <-f.Err():
-		case <-ctx.Done():
-			errs[i] = ctx.Err()
-		}
-		b.metrics.countPublish(b.streamLabel(msgs[i].Subject), ack != nil && ack.Duplicate, errs[i])
-		if errs[i] != nil {
-			errs[i] = fmt.Errorf("bus: publish %s: %w", msgs[i].Subject, errs[i])
-		}
+	results, _ := b.PublishBatchResults(ctx, msgs)
+	errs := make([]error, len(results))
+	for i, r := range results {
+		errs[i] = r.Err
 	}
 	return errs
 }
