@@ -34,6 +34,9 @@ type Config struct {
 	Ledger      Ledger      `yaml:"ledger" json:"ledger"`
 	Webhooks    Webhooks    `yaml:"webhooks" json:"webhooks"`
 	Activity    Activity    `yaml:"activity" json:"activity"`
+	Coupons     Coupons     `yaml:"coupons" json:"coupons"`
+	Tasks       Tasks       `yaml:"tasks" json:"tasks"`
+	Events      Events      `yaml:"events" json:"events"`
 }
 
 // Server configures the HTTP server.
@@ -237,6 +240,36 @@ type Rewards struct {
 	MaxBatch int `yaml:"max_batch" json:"max_batch"`
 }
 
+// Events configures behaviour-event ingestion (POST /v1/events).
+type Events struct {
+	// MaxEventBytes The largest event accepted, in bytes (1 KiB to 1 MiB).
+	MaxEventBytes int `yaml:"max_event_bytes" json:"max_event_bytes"`
+	// MaxBatch The most events one request may carry (1 to 10000).
+	MaxBatch int `yaml:"max_batch" json:"max_batch"`
+	// MaxLateness Events whose time is older than this are refused (reason too_late); late events within it count in the period of their time.
+	MaxLateness Duration `yaml:"max_lateness" json:"max_lateness"`
+	// MaxFutureSkew Events whose time is further in the future than this are refused (reason in_future).
+	MaxFutureSkew Duration `yaml:"max_future_skew" json:"max_future_skew"`
+}
+
+// Tasks configures the task center.
+type Tasks struct {
+	// BatchSize The most events the progress consumer applies in one transaction (1 to 4096).
+	BatchSize int `yaml:"batch_size" json:"batch_size"`
+	// SweepInterval How often user tasks whose period has ended are expired (every node; safe to run on all).
+	SweepInterval Duration `yaml:"sweep_interval" json:"sweep_interval"`
+}
+
+// Coupons configures the coupon module.
+type Coupons struct {
+	// RollbackPolicy What a refund's rollback does with the coupons: restore_if_valid puts back those not expired; never_restore keeps them used.
+	RollbackPolicy string `yaml:"rollback_policy" json:"rollback_policy"`
+	// ArchiveAfter Redeemed, expired and revoked coupons older than this move to the archive (still readable by id); 0 never archives.
+	ArchiveAfter Duration `yaml:"archive_after" json:"archive_after"`
+	// SweepInterval How often expired coupons, expired redemption locks and the archive are swept.
+	SweepInterval Duration `yaml:"sweep_interval" json:"sweep_interval"`
+}
+
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{
@@ -261,6 +294,9 @@ func Default() Config {
 		Ledger:      Ledger{SweepInterval: Seconds(60), MaxBatch: 512},
 		Webhooks:    Webhooks{Timeout: Seconds(10), PollInterval: Seconds(1), AllowPrivateNetworks: false},
 		Activity:    Activity{Retention: Seconds(7776000), PruneInterval: Seconds(3600)},
+		Events:      Events{MaxEventBytes: 65536, MaxBatch: 1000, MaxLateness: Seconds(7 * 24 * 3600), MaxFutureSkew: Seconds(300)},
+		Tasks:       Tasks{BatchSize: 256, SweepInterval: Seconds(60)},
+		Coupons:     Coupons{RollbackPolicy: "restore_if_valid", ArchiveAfter: Seconds(90 * 24 * 3600), SweepInterval: Seconds(30)},
 		Auth:        Auth{TokenLeeway: Seconds(30), KeyTouchInterval: Seconds(60), KeyCacheTTL: Seconds(2)},
 		Log:         Log{Level: LogInfo, Format: LogJSON},
 		Metrics:     Metrics{Enabled: true},

@@ -45,6 +45,9 @@ func (c Config) problems() []Problem {
 	ps = append(ps, under("ledger", c.Ledger.validate())...)
 	ps = append(ps, under("webhooks", c.Webhooks.validate())...)
 	ps = append(ps, under("activity", c.Activity.validate())...)
+	ps = append(ps, under("coupons", c.Coupons.validate())...)
+	ps = append(ps, under("tasks", c.Tasks.validate())...)
+	ps = append(ps, under("events", c.Events.validate())...)
 	ps = append(ps, under("auth", c.Auth.validate())...)
 	ps = append(ps, under("log", c.Log.validate())...)
 	return ps
@@ -78,6 +81,12 @@ func (ps *problems) notNegative(path string, d Duration) {
 func (ps *problems) minInt(path string, n, min int64) {
 	if n < min {
 		ps.add(path, "must be at least %d, got %d", min, n)
+	}
+}
+
+func (ps *problems) maxInt(path string, n, max int64) {
+	if n > max {
+		ps.add(path, "must be at most %d, got %d", max, n)
 	}
 }
 
@@ -256,5 +265,32 @@ func (c Rewards) validate() []Problem {
 	var ps problems
 	ps.positive("sweep_interval", c.SweepInterval)
 	ps.minInt("max_batch", int64(c.MaxBatch), 1)
+	return ps
+}
+
+func (c Events) validate() []Problem {
+	var ps problems
+	ps.minInt("max_event_bytes", int64(c.MaxEventBytes), 1024)
+	ps.maxInt("max_event_bytes", int64(c.MaxEventBytes), 1<<20)
+	ps.minInt("max_batch", int64(c.MaxBatch), 1)
+	ps.maxInt("max_batch", int64(c.MaxBatch), 10000)
+	ps.positive("max_lateness", c.MaxLateness)
+	ps.notNegative("max_future_skew", c.MaxFutureSkew)
+	return ps
+}
+
+func (c Tasks) validate() []Problem {
+	var ps problems
+	ps.minInt("batch_size", int64(c.BatchSize), 1)
+	ps.maxInt("batch_size", int64(c.BatchSize), 4096)
+	ps.positive("sweep_interval", c.SweepInterval)
+	return ps
+}
+
+func (c Coupons) validate() []Problem {
+	var ps problems
+	ps.oneOf("rollback_policy", c.RollbackPolicy, "restore_if_valid", "never_restore")
+	ps.notNegative("archive_after", c.ArchiveAfter)
+	ps.positive("sweep_interval", c.SweepInterval)
 	return ps
 }

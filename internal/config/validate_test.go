@@ -25,6 +25,17 @@ func TestValidate(t *testing.T) {
 			[]config.Problem{{"server.base_url", `want an absolute http:// or https:// URL without query or fragment, got "/api"`}}},
 		{"base url with query", func(c *config.Config) { c.Server.BaseURL = "https://x.example/?a=1" },
 			[]config.Problem{{"server.base_url", `want an absolute http:// or https:// URL without query or fragment, got "https://x.example/?a=1"`}}},
+		{"events limits out of range", func(c *config.Config) {
+			c.Events.MaxEventBytes, c.Events.MaxBatch, c.Events.MaxLateness = 2<<20, 0, 0
+		}, []config.Problem{
+			{"events.max_batch", "must be at least 1, got 0"},
+			{"events.max_event_bytes", "must be at most 1048576, got 2097152"},
+			{"events.max_lateness", "must be positive, got 0s"},
+		}},
+		{"tasks batch too big", func(c *config.Config) { c.Tasks.BatchSize = 5000 },
+			[]config.Problem{{"tasks.batch_size", "must be at most 4096, got 5000"}}},
+		{"unknown rollback policy", func(c *config.Config) { c.Coupons.RollbackPolicy = "always" },
+			[]config.Problem{{"coupons.rollback_policy", `must be one of restore_if_valid, never_restore, got "always"`}}},
 		{"tiny body", func(c *config.Config) { c.Server.MaxBodyBytes = 10 },
 			[]config.Problem{{"server.max_body_bytes", "must be at least 1024, got 10"}}},
 		{"zero timeouts", func(c *config.Config) {
