@@ -25,6 +25,7 @@ import (
 	"github.com/perkhq/perk/internal/catalog"
 	"github.com/perkhq/perk/internal/config"
 	"github.com/perkhq/perk/internal/httpapi"
+	"github.com/perkhq/perk/internal/ingest"
 	"github.com/perkhq/perk/internal/ledger"
 	"github.com/perkhq/perk/internal/platform/bus"
 	"github.com/perkhq/perk/internal/platform/clock"
@@ -77,6 +78,7 @@ type App struct {
 	webhooks   *webhook.Service
 	dispatcher *webhook.Dispatcher
 	activity   *activity.Service
+	ingest     *ingest.Service
 	http       *httpapi.Server
 
 	closers []func() error

@@ -172,8 +172,11 @@ func (a *App) buildModules(ctx context.Context) error {
 	if err := a.buildRewardsCore(registry); err != nil {
 		return err
 	}
+	if err := a.buildBusiness(registry); err != nil {
+		return err
+	}
 	a.http = httpapi.New(httpapi.Deps{Tenants: a.tenants, Catalog: a.catalog, Idem: a.idem,
-		Webhooks: a.webhooks, Activity: a.activity, Ledger: a.ledger, Rewards: a.rewards,
+		Webhooks: a.webhooks, Activity: a.activity, Ledger: a.ledger, Rewards: a.rewards, Ingest: a.ingest,
 		Ready: a.readiness(), Info: a.info, Registry: a.registry, Logger: a.log,
 		MaxBodyBytes: a.cfg.Server.MaxBodyBytes, Version: Version})
 	return nil

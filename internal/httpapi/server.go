@@ -15,6 +15,7 @@ import (
 
 	"github.com/perkhq/perk/internal/activity"
 	"github.com/perkhq/perk/internal/catalog"
+	"github.com/perkhq/perk/internal/ingest"
 	"github.com/perkhq/perk/internal/ledger"
 	"github.com/perkhq/perk/internal/platform/idem"
 	"github.com/perkhq/perk/internal/reward"
@@ -35,6 +36,8 @@ type Deps struct {
 	Ledger *ledger.Service
 	// Rewards runs grants and reward flows; nil leaves its routes out.
 	Rewards *reward.Service
+	// Ingest takes behaviour events in (POST /v1/events); nil leaves its route out.
+	Ingest *ingest.Service
 	// Idem makes writes idempotent; nil turns the middleware off.
 	Idem *idem.Service
 	// Ready lists the readiness checks run by /readyz, by name.
@@ -59,6 +62,8 @@ type Server struct {
 	opByPattern map[string]string
 	metrics     *httpMetrics
 	handler     http.Handler
+	// bodyLimits are the routes ("POST /v1/events") allowed a larger body than Deps.MaxBodyBytes.
+	bodyLimits map[string]int64
 }
 
 // New builds the API with every route registered.
@@ -69,7 +74,8 @@ func New(deps Deps) *Server {
 	if deps.MaxBodyBytes <= 0 {
 		deps.MaxBodyBytes = 1 << 20
 	}
-	s := &Server{deps: deps, log: deps.Logger, mux: http.NewServeMux(), opByPattern: map[string]string{}}
+	s := &Server{deps: deps, log: deps.Logger, mux: http.NewServeMux(), opByPattern: map[string]string{},
+		bodyLimits: map[string]int64{}}
 	var reg prometheus.Registerer
 	if deps.Registry != nil {
 		reg = deps.Registry
@@ -92,6 +98,9 @@ func New(deps Deps) *Server {
 	}
 	if deps.Rewards != nil {
 		s.registerRewardRoutes(deps.Rewards)
+	}
+	if deps.Ingest != nil {
+		s.registerEventRoutes(deps.Ingest)
 	}
 	s.handler = s.observe(s.limitBody(s.authenticate(s.idempotent(http.HandlerFunc(s.route)))))
 	return s
@@ -125,16 +134,35 @@ func (s *Server) Operations() []Op { return s.ops }
 // limitBody caps every request body; huma answers 413 when a handler's body goes over.
 func (s *Server) limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > s.deps.MaxBodyBytes {
+		limit := s.bodyLimit(r)
+		if r.ContentLength > limit {
 			writeProblem(w, r, newProblem(http.StatusRequestEntityTooLarge, "",
-				"the request body is larger than the limit of "+humanBytes(s.deps.MaxBodyBytes)))
+				"the request body is larger than the limit of "+humanBytes(limit)))
 			return
 		}
 		if r.Body != nil {
-			r.Body = http.MaxBytesReader(w, r.Body, s.deps.MaxBodyBytes)
+			r.Body = http.MaxBytesReader(w, r.Body, limit)
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// bodyLimit is the largest body the request's route accepts.
+func (s *Server) bodyLimit(r *http.Request) int64 {
+	if limit, ok := s.bodyLimits[r.Method+" "+r.URL.Path]; ok {
+		return limit
+	}
+	return s.deps.MaxBodyBytes
+}
+
+// largestBodyLimit is the largest body any route accepts: limitBody has already held each request
+// to its route's limit when the idempotency layer buffers it.
+func (s *Server) largestBodyLimit() int64 {
+	largest := s.deps.MaxBodyBytes
+	for _, limit := range s.bodyLimits {
+		largest = max(largest, limit)
+	}
+	return largest
 }
 
 // idempotent puts the idempotency component in front of every write made with a credential. The
@@ -149,7 +177,7 @@ func (s *Server) idempotent(next http.Handler) http.Handler {
 			p, ok := principalFrom(r.Context())
 			return p.TenantID, p.CredentialID(), ok
 		},
-		MaxBody: s.deps.MaxBodyBytes,
+		MaxBody: s.largestBodyLimit(),
 		WriteError: func(w http.ResponseWriter, r *http.Request, err error) {
 			writeProblem(w, r, toProblem(r.Context(), s.log, err))
 		},
