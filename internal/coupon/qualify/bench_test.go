@@ -1,0 +1,197 @@
+package qualify_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/perkhq/perk/internal/coupon/qualify"
+)
+
+// benchWallets is how many different wallets and carts a benchmark cycles through, so the figures
+// are not those of one lucky wallet.
+const benchWallets = 64
+
+// benchmarkEvaluate times Evaluate on 64 realistic wallets of n coupons drawn from one tenant's 400
+// templates (see realisticSpec and realisticWallet) and 5-item carts, one call at a time, and reports the p50, p99 and max of a call in nanoseconds, and
+// the process's CPU time per call (which includes the garbage collector's work).
+//
+//	go test -run '^$' -bench 'BenchmarkEvaluate' -benchtime 20000x ./internal/coupon/qualify/
+func benchmarkEvaluate(b *testing.B, n int) {
+	rng := rand.New(rand.NewPCG(42, uint64(n)))
+	pool := newTenantPool(b, rng, 400)
+	inputs := make([]qualify.Input, benchWallets)
+	applicable, stacked := 0, 0
+	for i := range inputs {
+		w := realisticWallet(b, rng, pool, n)
+		inputs[i] = w.input(realisticCart(rng, 5))
+		res := qualify.Evaluate(inputs[i])
+		for _, o := range res.Coupons {
+			if o.Applicable {
+				applicable++
+			}
+		}
+		if res.Best.Stack != nil {
+			stacked += len(res.Best.Stack.CouponIDs)
+		}
+	}
+	took := make([]time.Duration, 0, b.N)
+	worked := make([]time.Duration, 0, b.N)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	runtime.GC()
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := cpuTime()
+	for i := 0; b.Loop(); i++ {
+		start, startCPU := time.Now(), threadCPU()
+		res := qualify.Evaluate(inputs[i%benchWallets])
+		worked = append(worked, threadCPU()-startCPU)
+		took = append(took, time.Since(start))
+		if len(res.Coupons) != n {
+			b.Fatal("outcomes missing")
+		}
+	}
+	cpu = cpuTime() - cpu
+	b.StopTimer()
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(len(took)), "cpu-ns/op")
+	slices.Sort(took)
+	slices.Sort(worked)
+	b.ReportMetric(float64(took[len(took)/2].Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(took[len(took)*99/100].Nanoseconds()), "p99-ns")
+	b.ReportMetric(float64(took[len(took)-1].Nanoseconds()), "max-ns")
+	b.ReportMetric(float64(worked[len(worked)/2].Nanoseconds()), "p50-thread-cpu-ns")
+	b.ReportMetric(float64(worked[len(worked)*99/100].Nanoseconds()), "p99-thread-cpu-ns")
+	b.ReportMetric(float64(applicable)/benchWallets, "applicable/wallet")
+	b.ReportMetric(float64(stacked)/benchWallets, "stacked/wallet")
+}
+
+// BenchmarkEvaluate200 is the issue's target: a 200-coupon wallet, a 5-item cart.
+func BenchmarkEvaluate200(b *testing.B) { benchmarkEvaluate(b, 200) }
+
+// BenchmarkEvaluate20 is an ordinary wallet.
+func BenchmarkEvaluate20(b *testing.B) { benchmarkEvaluate(b, 20) }
+
+// indexSpec is a template of a large tenant: 1 % apply everywhere, 20 % to one or two of 500
+// categories, 30 % to one or two of 2,000 brands, 49 % to 1 to 20 of 1,000,000 SKUs; one in a
+// hundred has a CEL condition.
+func indexSpec(rng *rand.Rand) qualify.Spec {
+	s := realisticSpec(rng)
+	s.Applicability = qualify.Applicability{}
+	s.Condition = ""
+	a := &s.Applicability
+	switch r := rng.IntN(100); {
+	case r == 0:
+	case r < 21:
+		a.Category.Include = distinct(rng, "cat-", 500, 1+rng.IntN(2))
+	case r < 51:
+		a.Brand.Include = distinct(rng, "brand-", 2000, 1+rng.IntN(2))
+	default:
+		a.SKU.Include = distinct(rng, "sku-", 1_000_000, 1+rng.IntN(20))
+	}
+	if rng.IntN(100) == 0 {
+		s.Condition = `has(user.level) && user.level >= 2`
+	}
+	return s
+}
+
+func distinct(rng *rand.Rand, prefix string, space, n int) []string {
+	out := make([]string, 0, n)
+	for len(out) < n {
+		v := fmt.Sprintf("%s%d", prefix, rng.IntN(space))
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func indexCart(rng *rand.Rand) qualify.Cart {
+	c := qualify.Cart{BusinessLine: "retail", Channel: "app"}
+	for range 5 {
+		c.Items = append(c.Items, item(fmt.Sprintf("sku-%d", rng.IntN(1_000_000)), fmt.Sprintf("cat-%d", rng.IntN(500)),
+			fmt.Sprintf("brand-%d", rng.IntN(2000)), "", 1000+rng.Int64N(50000), 1))
+	}
+	return c
+}
+
+func buildTemplates(b *testing.B, n int) []*qualify.Template {
+	rng := rand.New(rand.NewPCG(7, 7))
+	ts := make([]*qualify.Template, n)
+	for i := range ts {
+		t, err := qualify.Compile(fmt.Sprintf("tpl-%06d", i), 1, indexSpec(rng))
+		require.NoError(b, err)
+		ts[i] = t
+	}
+	return ts
+}
+
+// cpuTime is the CPU time the process has used (every thread, the garbage collector's too): on a
+// shared machine it tells the work done from the time spent waiting for a core.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func heapAlloc() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// BenchmarkIndex100k builds 100,000 compiled templates and their index, and reports the heap they
+// hold: bytes per template (templates and index together), the index's own share, and total MB.
+//
+//	go test -run '^$' -bench 'BenchmarkIndex100k' -benchtime 1x ./internal/coupon/qualify/
+func BenchmarkIndex100k(b *testing.B) {
+	const n = 100_000
+	for b.Loop() {
+		before := heapAlloc()
+		ts := buildTemplates(b, n)
+		mid := heapAlloc()
+		ix := qualify.NewIndex(ts)
+		after := heapAlloc()
+		if ix.Len() != n {
+			b.Fatalf("indexed %d", ix.Len())
+		}
+		b.ReportMetric(float64(after-before)/n, "bytes/template")
+		b.ReportMetric(float64(after-mid)/n, "index-bytes/template")
+		b.ReportMetric(float64(after-before)/(1<<20), "total-MB")
+		runtime.KeepAlive(ts)
+		runtime.KeepAlive(ix)
+	}
+}
+
+// BenchmarkCandidates asks an index of 100,000 templates which templates a 5-item cart could use.
+//
+//	go test -run '^$' -bench 'BenchmarkCandidates' ./internal/coupon/qualify/
+func BenchmarkCandidates(b *testing.B) {
+	ix := qualify.NewIndex(buildTemplates(b, 100_000))
+	rng := rand.New(rand.NewPCG(8, 8))
+	carts := make([]qualify.Cart, benchWallets)
+	found := 0
+	for i := range carts {
+		carts[i] = indexCart(rng)
+		found += len(ix.Candidates(carts[i]))
+	}
+	runtime.GC() // do not time the collection of the build's garbage
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if len(ix.Candidates(carts[i%benchWallets])) == 0 {
+			b.Fatal("no candidate")
+		}
+	}
+	b.ReportMetric(float64(found)/benchWallets, "candidates/cart")
+}

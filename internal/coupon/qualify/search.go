@@ -1,0 +1,684 @@
+package qualify
+
+import (
+	"cmp"
+	"math"
+	"slices"
+	"strings"
+)
+
+// maxSearchNodes bounds the stack search (about 180 ns a node). Past it, the best stack found so
+// far is kept: always a valid stack, at least the modular optimum valued exactly. Ordinary wallets
+// need a few dozen nodes; see TestStackSearchBudget for how often the budget matters.
+const maxSearchNodes = 256
+
+// searcher is a branch and bound over the subsets of one family's group candidates, in
+// application order. A node is a valid stack; its children add one later candidate; see bound for
+// how a subtree is cut, complete for how the additive tail (amounts off that cannot run out,
+// seller bonuses) is settled without branching, and same for interchangeable candidates. It is
+// exact unless it reaches its node budget.
+type searcher struct {
+	c       []*cand
+	consume bool
+	r       []int64 // what is left of each item
+	sp      *splitter
+	undo    []int64 // the shares applied, for undoing
+	count   []int32 // coupons per group in the current stack
+	minLim  []int32 // the smallest max_per_order in the current stack, per group
+	keyUsed []bool
+	chosen  []int32
+	cur     int64
+	best    struct {
+		v   int64
+		idx []int32
+	}
+	nodes  int
+	budget int
+	maxLim int32
+	// modular is where the candidates whose values can simply add up start (the amounts off of a
+	// discount search, all of a bonus search); same[j] says c[j] is interchangeable with c[j-1];
+	// dupKeys says two candidates share a template key.
+	modular int
+	same    []bool
+	dupKeys bool
+	// memo and byValue serve complete: see groupPick.
+	memo        []groupPick
+	byValue     [][]int32
+	byValueDone bool
+	picks       []*groupPick
+	// mixed, pct, amt and rate are bound's scratch: per group, the best values of all kinds, of
+	// percentages, of amounts off, and the highest rates.
+	mixed, pct, amt, rate topLists
+	mark                  []uint32
+	epoch                 uint32
+	// Scratch of denseIndexes, byGroup and prune.
+	gi, ki map[string]int32
+	lists  [][]int32
+	kth    []int64
+	top    []bool
+	kept   []*cand
+	moved  []int32
+	vals   []int64
+	// suffix[k] is a bound of what the candidates from k on can add, computed once; see
+	// staticBounds.
+	suffix []int64
+}
+
+// reset readies the searcher for the candidates cs (in application order), reusing its arrays.
+func (s *searcher) reset(cs []*cand, d dense, amounts []int64, consume bool, sp *splitter) {
+	s.c, s.consume, s.sp, s.maxLim = cs, consume, sp, d.maxLimit
+	s.r = append(s.r[:0], amounts...)
+	s.undo, s.chosen, s.cur, s.nodes = s.undo[:0], s.chosen[:0], 0, 0
+	s.best.v, s.best.idx = 0, s.best.idx[:0]
+	s.count = resize(s.count, d.groups)
+	s.minLim = resize(s.minLim, d.groups)
+	for g := range s.minLim {
+		s.minLim[g] = d.maxLimit
+	}
+	s.keyUsed = resize(s.keyUsed, d.keys)
+	s.mixed.resize(d.groups, d.maxLimit)
+	s.pct.resize(d.groups, d.maxLimit)
+	s.amt.resize(d.groups, d.maxLimit)
+	s.rate.resize(d.groups, d.maxLimit)
+	s.mark, s.epoch = resize(s.mark, len(amounts)), 0
+	s.memo, s.byValueDone = s.memo[:0], false
+	s.same, s.modular, s.dupKeys = resize(s.same, len(cs)), len(cs), false
+	seen := resize(s.top, d.keys) // top is free until prune
+	for j, c := range cs {
+		if j > 0 && cmpTerms(cs[j-1], c) == 0 && cs[j-1].t.kind == c.t.kind && cs[j-1].value == c.value {
+			s.same[j] = true
+		}
+		if seen[c.key] {
+			s.dupKeys = true
+		}
+		seen[c.key] = true
+		if s.modular == len(cs) && (!consume || c.t.kind == kindAmountOff) {
+			s.modular = j
+		}
+	}
+	s.top = seen
+	s.staticBounds(d)
+}
+
+// staticBounds sets suffix[k]: per group, the sum of the highest standalone values among the
+// candidates from k on, as many as the group's largest max_per_order. Values only shrink as a
+// stack grows and a group never holds more coupons than that, so it bounds any subtree from k; it
+// costs nothing at a node, where bound costs a pass over the candidates.
+func (s *searcher) staticBounds(d dense) {
+	s.suffix = resize(s.suffix, len(s.c)+1)
+	groupMax := resize(s.moved, d.groups) // moved is free until prune
+	for _, c := range s.c {
+		groupMax[c.group] = max(groupMax[c.group], c.limit)
+	}
+	s.mixed.reset()
+	for k := len(s.c) - 1; k >= 0; k-- {
+		c := s.c[k]
+		s.suffix[k] = s.suffix[k+1] + s.mixed.insert(c.group, groupMax[c.group], c.value)
+	}
+	s.moved = groupMax
+}
+
+// release drops the references to one evaluation's candidates.
+func (s *searcher) release() {
+	s.c, s.sp = nil, nil
+	clear(s.kept)
+	clear(s.memo[:cap(s.memo)])
+}
+
+// dense are the numbers of stack groups and template keys of a search, and the largest
+// max_per_order.
+type dense struct {
+	groups, keys int
+	maxLimit     int32
+}
+
+// denseIndexes numbers the candidates' stack groups and template keys from 0.
+func (s *searcher) denseIndexes(cs []*cand) dense {
+	if s.gi == nil {
+		s.gi, s.ki = map[string]int32{}, map[string]int32{}
+	}
+	clear(s.gi)
+	clear(s.ki)
+	var d dense
+	for _, c := range cs {
+		g, ok := s.gi[c.t.Spec.Stacking.Group]
+		if !ok {
+			g = int32(len(s.gi))
+			s.gi[c.t.Spec.Stacking.Group] = g
+		}
+		k, ok := s.ki[c.t.Key]
+		if !ok {
+			k = int32(len(s.ki))
+			s.ki[c.t.Key] = k
+		}
+		c.group, c.key = g, k
+		d.maxLimit = max(d.maxLimit, c.limit)
+	}
+	d.groups, d.keys = len(s.gi), len(s.ki)
+	return d
+}
+
+// byGroup lists the candidates of each group, highest standalone value first.
+func (s *searcher) byGroup() [][]int32 {
+	lists := s.lists
+	if cap(lists) < len(s.count) {
+		lists = make([][]int32, len(s.count))
+	}
+	lists = lists[:len(s.count)]
+	for g := range lists {
+		lists[g] = lists[g][:0]
+	}
+	for j, c := range s.c {
+		lists[c.group] = append(lists[c.group], int32(j))
+	}
+	for _, list := range lists {
+		slices.SortStableFunc(list, func(a, b int32) int { return cmp.Compare(s.c[b].value, s.c[a].value) })
+	}
+	s.lists = lists
+	return lists
+}
+
+// incumbent is a good first stack: per group, the k coupons of highest standalone value whose
+// max_per_order allows k (the k of highest sum), one per template; valued exactly, members that
+// add nothing left out. It returns the members in application order and the stack's value.
+func (s *searcher) incumbent() ([]int32, int64) {
+	pick := s.chosen[:0] // the search has not started: chosen is free
+	used := s.keyUsed    // likewise; cleared below
+	var set, bestSet []int32
+	for _, list := range s.byGroup() {
+		var bestSum int64
+		bestSet = bestSet[:0]
+		for k := int32(1); k <= s.maxLim; k++ {
+			set = set[:0]
+			var sum int64
+			for _, j := range list {
+				c := s.c[j]
+				if c.limit < k || used[c.key] || slices.ContainsFunc(set, func(i int32) bool { return s.c[i].key == c.key }) {
+					continue
+				}
+				set = append(set, j)
+				sum += c.value
+				if int32(len(set)) == k {
+					break
+				}
+			}
+			if int32(len(set)) < k {
+				break
+			}
+			if sum > bestSum {
+				bestSum, bestSet = sum, append(bestSet[:0], set...)
+			}
+		}
+		for _, j := range bestSet {
+			used[s.c[j].key] = true
+		}
+		pick = append(pick, bestSet...)
+	}
+	clear(used)
+	slices.Sort(pick)
+	// Value it in application order; a member worth nothing on what is left is dropped.
+	var total int64
+	kept := pick[:0]
+	vals := s.vals[:0]
+	for _, j := range pick {
+		if v := s.apply(s.c[j]); v > 0 {
+			kept = append(kept, j)
+			vals = append(vals, v)
+			total += v
+		} else {
+			s.unapply(s.c[j], v)
+		}
+	}
+	for i := len(kept) - 1; i >= 0; i-- {
+		s.unapply(s.c[kept[i]], vals[i])
+	}
+	s.vals = vals
+	out := slices.Clone(kept)
+	s.chosen = s.chosen[:0]
+	return out, total
+}
+
+// prune drops the candidates that cannot be in a stack worth v0 or more. The most any stack is
+// worth is M, the sum over groups of the group's highest standalone values, as many as its
+// largest max_per_order (and, for discounts, at most what the candidates cover). A stack that
+// holds c, outside its group's top values, is worth at most M minus the lowest top value plus
+// c's value. The incumbent's members are always kept. It returns the kept candidates and, per
+// old index, the new one (-1 when dropped).
+func (s *searcher) prune(inc []int32, v0 int64) ([]*cand, []int32) {
+	lists := s.byGroup()
+	kth := resize(s.kth, len(lists))
+	top := resize(s.top, len(s.c))
+	s.kth, s.top = kth, top
+	var m int64
+	for g, list := range lists {
+		var allow int32
+		for _, j := range list {
+			allow = max(allow, s.c[j].limit)
+		}
+		for i, j := range list[:min(int(allow), len(list))] {
+			m += s.c[j].value
+			top[j] = true
+			if i == int(allow)-1 {
+				kth[g] = s.c[j].value
+			}
+		}
+	}
+	covered := m
+	if s.consume {
+		covered = 0
+		s.epoch++
+		for _, c := range s.c {
+			for _, i := range c.elig {
+				if s.mark[i] != s.epoch {
+					s.mark[i] = s.epoch
+					covered += s.r[i]
+				}
+			}
+		}
+	}
+	for _, j := range inc {
+		top[j] = true
+	}
+	kept := s.kept[:0]
+	moved := resize(s.moved, len(s.c))
+	for j, c := range s.c {
+		moved[j] = -1
+		if top[j] || min(m-kth[c.group]+c.value, covered) >= v0 {
+			moved[j] = int32(len(kept))
+			kept = append(kept, c)
+		}
+	}
+	s.kept, s.moved = kept, moved
+	return kept, moved
+}
+
+// dfs visits the node whose stack is the current one and whose children add a candidate from k
+// on.
+func (s *searcher) dfs(k int) {
+	s.nodes++
+	if len(s.chosen) > 0 {
+		s.consider()
+	}
+	if k >= len(s.c) || s.nodes > s.budget {
+		return
+	}
+	if s.cut(s.cur+s.suffix[k]) || s.cut(s.cur+s.bound(k)) {
+		return
+	}
+	last := len(s.c)
+	if s.complete(max(k, s.modular)) {
+		last = s.modular // the additive tail is settled; branch on the coupons before it
+	}
+	for j := k; j < last; j++ {
+		c := s.c[j]
+		n := s.count[c.group] + 1
+		if n > c.limit || n > s.minLim[c.group] || s.keyUsed[c.key] {
+			continue
+		}
+		if s.same[j] && s.last() != int32(j-1) && !s.keyUsed[s.c[j-1].key] {
+			continue // its twin before it was left out: leaving this one in instead changes nothing
+		}
+		v := s.apply(c)
+		if v > 0 {
+			saved := s.minLim[c.group]
+			s.count[c.group], s.minLim[c.group], s.keyUsed[c.key] = n, min(saved, c.limit), true
+			s.chosen = append(s.chosen, int32(j))
+			s.cur += v
+			s.dfs(j + 1)
+			s.cur -= v
+			s.chosen = s.chosen[:len(s.chosen)-1]
+			s.count[c.group], s.minLim[c.group], s.keyUsed[c.key] = n-1, saved, false
+		}
+		s.unapply(c, v)
+		if s.nodes > s.budget {
+			return
+		}
+	}
+}
+
+// cut reports whether a subtree whose stacks are worth at most ub cannot hold a better stack than
+// the best so far: less value, or as much with no fewer coupons.
+func (s *searcher) cut(ub int64) bool {
+	return ub < s.best.v || (ub == s.best.v && len(s.chosen) >= len(s.best.idx))
+}
+
+// last is the index of the last coupon in the current stack, -1 when empty.
+func (s *searcher) last() int32 {
+	if len(s.chosen) == 0 {
+		return -1
+	}
+	return s.chosen[len(s.chosen)-1]
+}
+
+// complete settles the candidates from the modular segment on, when their values simply add up:
+// seller bonuses always, amounts off when none can run out of items (every candidate's items
+// hold at least the most the candidates could take together, so each takes its full amount). Then
+// the best way to finish the current stack is, per group, the n highest values that the
+// max_per_order allows (ties: fewer coupons, then earlier expiries); it is considered, and
+// complete reports true. Otherwise it does nothing and reports false. Past the start of the
+// segment it only reports whether nothing is left.
+func (s *searcher) complete(k int) bool {
+	if k >= len(s.c) {
+		return true
+	}
+	if k != s.modular || s.dupKeys {
+		return false
+	}
+	var most, add int64
+	picks := s.picks[:0]
+	for g := range s.count {
+		p := s.groupPick(int32(g))
+		picks = append(picks, p)
+		most += p.most
+		add += p.sum
+	}
+	s.picks = picks
+	if s.consume {
+		for _, c := range s.c[k:] {
+			if s.count[c.group] >= min(s.minLim[c.group], c.limit) {
+				continue // cannot join
+			}
+			var base int64
+			for _, i := range c.elig {
+				base += s.r[i]
+			}
+			if base < most {
+				return false
+			}
+		}
+	}
+	if add == 0 {
+		return true
+	}
+	at := len(s.chosen)
+	for _, p := range picks {
+		s.chosen = append(s.chosen, p.picks...)
+	}
+	slices.Sort(s.chosen[at:])
+	s.cur += add
+	s.consider()
+	s.cur -= add
+	s.chosen = s.chosen[:at]
+	return true
+}
+
+// maxPickMemo bounds the entries of a search's groupPick memo (groups × (max+1)²).
+const maxPickMemo = 1 << 14
+
+// groupPick is what group g adds to a completion from the modular segment, given how many
+// coupons of it the stack holds and their smallest max_per_order: most, the highest sum of
+// amounts it could take; and the best set when values add up, picks and their sum. It depends on
+// nothing else, so it is computed once per group state.
+type groupPick struct {
+	done      bool
+	most, sum int64
+	picks     []int32
+}
+
+func (s *searcher) groupPick(g int32) *groupPick {
+	m := int(s.maxLim) + 1
+	p := &groupPick{}
+	if size := len(s.count) * m * m; size <= maxPickMemo {
+		if len(s.memo) != size {
+			s.memo = resize(s.memo[:cap(s.memo)], size)
+		}
+		p = &s.memo[(int(g)*m+int(s.count[g]))*m+int(s.minLim[g])]
+		if p.done {
+			return p
+		}
+		p.done = true
+	}
+	if !s.byValueDone {
+		s.byValue, s.byValueDone = s.groupLists(s.modular), true
+	}
+	list := s.byValue[g]
+	count, allow := s.count[g], s.minLim[g]-s.count[g]
+	if allow <= 0 {
+		return p
+	}
+	// most: the allow highest amounts (or bonuses) among those that may join.
+	top := make([]int64, 0, allow)
+	for _, j := range list {
+		c := s.c[j]
+		if c.limit <= count {
+			continue
+		}
+		v := c.t.Spec.Amount
+		if !s.consume {
+			v = c.value
+		}
+		if int32(len(top)) < allow {
+			top = append(top, v)
+		} else if v > top[len(top)-1] {
+			top[len(top)-1] = v
+		} else {
+			continue
+		}
+		slices.SortFunc(top, func(a, b int64) int { return cmp.Compare(b, a) })
+	}
+	for _, v := range top {
+		p.most += v
+	}
+	picked := make([]int32, 0, allow)
+	for n := int32(1); n <= allow; n++ {
+		var sum int64
+		picked = picked[:0]
+		for _, j := range list {
+			if int32(len(picked)) == n {
+				break
+			}
+			if c := s.c[j]; c.limit >= count+n {
+				picked = append(picked, j)
+				sum += c.value
+			}
+		}
+		if int32(len(picked)) < n {
+			break
+		}
+		if sum > p.sum {
+			p.sum, p.picks = sum, slices.Clone(picked)
+		}
+	}
+	return p
+}
+
+// groupLists lists, per group, the candidates from k on by value (highest first), then expiry,
+// then id.
+func (s *searcher) groupLists(k int) [][]int32 {
+	out := make([][]int32, len(s.count))
+	for j := k; j < len(s.c); j++ {
+		g := s.c[j].group
+		out[g] = append(out[g], int32(j))
+	}
+	for _, list := range out {
+		slices.SortFunc(list, func(a, b int32) int {
+			ca, cb := s.c[a], s.c[b]
+			if c := cmp.Compare(cb.value, ca.value); c != 0 {
+				return c
+			}
+			if c := cmpExpiry(ca.exp, cb.exp); c != 0 {
+				return c
+			}
+			return strings.Compare(ca.id, cb.id)
+		})
+	}
+	return out
+}
+
+// consider keeps the current stack when it beats the best so far.
+func (s *searcher) consider() {
+	switch {
+	case s.cur != s.best.v:
+		if s.cur < s.best.v {
+			return
+		}
+	case len(s.chosen) != len(s.best.idx):
+		if len(s.chosen) > len(s.best.idx) {
+			return
+		}
+	default:
+		if cmpMembers(s.members(s.chosen), s.members(s.best.idx)) >= 0 {
+			return
+		}
+	}
+	s.best.v = s.cur
+	s.best.idx = append(s.best.idx[:0], s.chosen...)
+}
+
+func (s *searcher) members(idx []int32) []*cand {
+	out := make([]*cand, len(idx))
+	for i, j := range idx {
+		out[i] = s.c[j]
+	}
+	return out
+}
+
+// apply adds c to the current stack: its value on what is left of its items, taken off them.
+func (s *searcher) apply(c *cand) int64 {
+	var base int64
+	for _, i := range c.elig {
+		base += s.r[i]
+	}
+	v := c.t.value(base)
+	if !s.consume || v == 0 {
+		return v
+	}
+	at := len(s.undo)
+	s.undo = slices.Grow(s.undo, len(c.elig))[:at+len(c.elig)]
+	parts := s.undo[at:]
+	s.sp.split(v, c.elig, s.r, parts)
+	for k, i := range c.elig {
+		s.r[i] -= parts[k]
+	}
+	return v
+}
+
+func (s *searcher) unapply(c *cand, v int64) {
+	if !s.consume || v == 0 {
+		return
+	}
+	at := len(s.undo) - len(c.elig)
+	for k, i := range c.elig {
+		s.r[i] += s.undo[at+k]
+	}
+	s.undo = s.undo[:at]
+}
+
+// bound is the most the candidates from k on could add to the current stack: the least of
+//   - per group, the highest values the group may still add, each valued on what is left now (a
+//     value can only shrink as coupons are added);
+//   - for discounts, what is left of the items they cover;
+//   - for discounts, the same split into percentages and amounts off (each kind with the group's
+//     whole allowance), where the percentages, applied to what the earlier ones left, take at most
+//     R × (1 − Π(1 − rate)) of the R left on the items they cover, with the highest rates per group.
+func (s *searcher) bound(k int) int64 {
+	s.mixed.reset()
+	s.pct.reset()
+	s.amt.reset()
+	s.rate.reset()
+	s.epoch++
+	var covered, pctCovered int64
+	pctEpoch := s.epoch + 1
+	for _, c := range s.c[k:] {
+		g := c.group
+		allow := s.minLim[g] - s.count[g]
+		if allow <= 0 || c.limit <= s.count[g] || s.keyUsed[c.key] {
+			continue
+		}
+		pct := c.t.kind == kindPercentOff
+		var base int64
+		for _, i := range c.elig {
+			base += s.r[i]
+			if !s.consume {
+				continue
+			}
+			if s.mark[i] < s.epoch {
+				s.mark[i] = s.epoch
+				covered += s.r[i]
+			}
+			if pct && s.mark[i] < pctEpoch {
+				s.mark[i] = pctEpoch
+				pctCovered += s.r[i]
+			}
+		}
+		w := c.t.value(base)
+		if w <= 0 {
+			continue
+		}
+		s.mixed.insert(g, allow, w)
+		switch {
+		case !s.consume:
+		case pct:
+			s.pct.insert(g, allow, w)
+			s.rate.insert(g, allow, c.t.Spec.PercentBP)
+		default:
+			s.amt.insert(g, allow, w)
+		}
+	}
+	s.epoch++ // pctEpoch is used up
+	sum := s.mixed.sum()
+	if !s.consume {
+		return sum
+	}
+	keep := 1.0
+	for g, n := range s.rate.n {
+		for _, bp := range s.rate.vals[g*s.rate.stride : g*s.rate.stride+int(n)] {
+			keep *= 1 - float64(bp)/MaxPercentBP
+		}
+	}
+	// The margin (a billionth, and a cent) absorbs the float's rounding.
+	compounded := int64(math.MaxInt64)
+	if x := float64(pctCovered) * (1 - keep); x < 1e18 {
+		compounded = int64(math.Ceil(x+x*1e-9)) + 1
+	}
+	split := min(s.pct.sum(), compounded) + s.amt.sum()
+	return min(sum, covered, split)
+}
+
+// topLists keeps, per group, the highest values offered, highest first, as many as the group's
+// allowance (at most stride).
+type topLists struct {
+	vals   []int64 // per group, stride slots; after sum, not in order
+	n      []int32
+	stride int
+}
+
+func (t *topLists) resize(groups int, stride int32) {
+	t.vals, t.n, t.stride = resize(t.vals, groups*int(stride)), resize(t.n, groups), int(stride)
+}
+
+func (t *topLists) reset() { clear(t.n) }
+
+// insert offers w to group g, which keeps its allow highest values; it returns how much the sum
+// of the kept values grew.
+func (t *topLists) insert(g int32, allow int32, w int64) int64 {
+	top := t.vals[int(g)*t.stride : int(g)*t.stride+int(allow)]
+	n := t.n[g]
+	grew := w
+	if n == allow {
+		if w <= top[n-1] {
+			return 0
+		}
+		n--
+		grew -= top[n]
+	} else {
+		t.n[g]++
+	}
+	i := n
+	for i > 0 && top[i-1] < w {
+		top[i] = top[i-1]
+		i--
+	}
+	top[i] = w
+	return grew
+}
+
+func (t *topLists) sum() int64 {
+	var sum int64
+	for g, n := range t.n {
+		for _, w := range t.vals[g*t.stride : g*t.stride+int(n)] {
+			sum += w
+		}
+	}
+	return sum
+}

@@ -1,0 +1,118 @@
+package qualify_test
+
+import (
+	"math"
+	"math/big"
+	"math/rand/v2"
+	"testing"
+	"testing/quick"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/perkhq/perk/internal/coupon/qualify"
+)
+
+// checkSplit verifies Split's properties for one input and reports the first broken one.
+func checkSplit(value int64, weights []int64) string {
+	shares := qualify.Split(value, weights)
+	if len(shares) != len(weights) {
+		return "one share per weight"
+	}
+	var sum, total int64
+	for _, w := range weights {
+		total += w
+	}
+	bigTotal := big.NewInt(total)
+	for i, s := range shares {
+		if s < 0 {
+			return "a share is negative"
+		}
+		if value <= total && s > weights[i] {
+			return "a share exceeds its weight"
+		}
+		sum += s
+		if total == 0 {
+			continue
+		}
+		// Largest remainder: each share is the exact proportional share rounded down or up.
+		exact := new(big.Int).Mul(big.NewInt(value), big.NewInt(weights[i]))
+		floor := new(big.Int).Div(exact, bigTotal).Int64()
+		if s != floor && s != floor+1 {
+			return "a share is not its proportional part rounded"
+		}
+	}
+	if sum != value {
+		return "the shares do not sum to the value"
+	}
+	return ""
+}
+
+func TestSplitProperties(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(seed(t), 3))
+	for range 20_000 {
+		n := 1 + rng.IntN(12)
+		if rng.IntN(50) == 0 {
+			n = 17 + rng.IntN(500) // the sorted path
+		}
+		weights := make([]int64, n)
+		var total int64
+		for i := range weights {
+			switch rng.IntN(10) {
+			case 0:
+				weights[i] = 0
+			case 1:
+				weights[i] = rng.Int64N(math.MaxInt64 / 1024) // large amounts
+			default:
+				weights[i] = rng.Int64N(100_000)
+			}
+			total += weights[i]
+		}
+		var value int64
+		switch rng.IntN(4) {
+		case 0:
+			value = total // everything off
+		case 1:
+			value = rng.Int64N(1_000_000) // may exceed the weights: a seller bonus
+		default:
+			value = rng.Int64N(total + 1)
+		}
+		require.Empty(t, checkSplit(value, weights), "value %d weights %v", value, weights)
+	}
+}
+
+func TestSplitQuick(t *testing.T) {
+	t.Parallel()
+	prop := func(value uint32, raw []uint32) bool {
+		if len(raw) == 0 {
+			return true
+		}
+		weights := make([]int64, len(raw))
+		for i, w := range raw {
+			weights[i] = int64(w)
+		}
+		return checkSplit(int64(value), weights) == ""
+	}
+	require.NoError(t, quick.Check(prop, &quick.Config{MaxCount: 5000}))
+}
+
+func TestSplitExamples(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, []int64{34, 33, 33}, qualify.Split(100, []int64{1, 1, 1}), "ties go to the lower index")
+	require.Equal(t, []int64{33, 34, 33}, qualify.Split(100, []int64{100, 101, 100}))
+	require.Equal(t, []int64{0, 0}, qualify.Split(0, []int64{5, 5}))
+	require.Equal(t, []int64{7, 0}, qualify.Split(7, []int64{0, 0}), "no weight: all on the first")
+	require.Equal(t, []int64{0, 10, 0}, qualify.Split(10, []int64{0, 10, 0}))
+	require.Equal(t, []int64{1000, 2000}, qualify.Split(3000, []int64{1, 2}), "a bonus may exceed the weights")
+}
+
+// TestEvaluateSplitProperties runs Evaluate on random carts and wallets: every applicable coupon's
+// split sums to its discount, no share is negative and no discount share exceeds its item.
+func TestEvaluateSplitProperties(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(seed(t), 5))
+	for range 300 {
+		b, cart := randomWallet(t, rng, 1+rng.IntN(20))
+		b.evaluate(t, cart) // checks every outcome's split
+	}
+}

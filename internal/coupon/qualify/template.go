@@ -1,0 +1,269 @@
+package qualify
+
+import (
+	"slices"
+	"time"
+
+	"github.com/perkhq/perk/internal/platform/problem"
+	"github.com/perkhq/perk/internal/platform/rules"
+)
+
+// dim is an applicability dimension; the cart-level ones come first, then the item-level ones in
+// the order reasons name them.
+type dim int
+
+const (
+	dimBusinessLine dim = iota
+	dimChannel
+	dimCategory
+	dimBrand
+	dimModel
+	dimSKU
+	numDims
+	firstItemDim = dimCategory
+)
+
+var (
+	dimNames   = [numDims]string{"business_line", "channel", "category", "brand", "model", "sku"}
+	dimReasons = [numDims]string{ReasonBusinessLine, ReasonChannel, ReasonCategory, ReasonBrand, ReasonModel, ReasonSKU}
+)
+
+// rule is the Rule of one dimension.
+func (a *Applicability) rule(d dim) *Rule {
+	switch d {
+	case dimBusinessLine:
+		return &a.BusinessLine
+	case dimChannel:
+		return &a.Channel
+	case dimCategory:
+		return &a.Category
+	case dimBrand:
+		return &a.Brand
+	case dimModel:
+		return &a.Model
+	}
+	return &a.SKU
+}
+
+// cartValue is the cart's value of a cart-level dimension.
+func cartValue(c *Cart, d dim) string {
+	if d == dimBusinessLine {
+		return c.BusinessLine
+	}
+	return c.Channel
+}
+
+// itemValue is an item's value of an item-level dimension.
+func itemValue(it *Item, d dim) string {
+	switch d {
+	case dimCategory:
+		return it.Category
+	case dimBrand:
+		return it.Brand
+	case dimModel:
+		return it.Model
+	}
+	return it.SKU
+}
+
+// matcher is a compiled Rule: sorted include and exclude lists.
+type matcher struct {
+	inc, exc []string
+}
+
+func newMatcher(r Rule) matcher { return matcher{inc: sortedSet(r.Include), exc: sortedSet(r.Exclude)} }
+
+// sortedSet returns vs sorted, sharing it when it already is.
+func sortedSet(vs []string) []string {
+	if len(vs) == 0 {
+		return nil
+	}
+	if slices.IsSorted(vs) {
+		return vs
+	}
+	c := slices.Clone(vs)
+	slices.Sort(c)
+	return c
+}
+
+// admits reports whether the rule lets v through: an empty include admits every value, and
+// exclude wins.
+func (m *matcher) admits(v string) bool {
+	if len(m.exc) > 0 && has(m.exc, v) {
+		return false
+	}
+	return len(m.inc) == 0 || has(m.inc, v)
+}
+
+func (m *matcher) empty() bool { return len(m.inc) == 0 && len(m.exc) == 0 }
+
+func has(sorted []string, v string) bool {
+	if len(sorted) <= 8 {
+		return slices.Contains(sorted, v)
+	}
+	_, ok := slices.BinarySearch(sorted, v)
+	return ok
+}
+
+// Template is a validated, compiled template version. It is immutable and safe to share.
+type Template struct {
+	Key     string
+	Version int
+	// terms are what qualification reads, kept together ahead of the spec so that evaluating a
+	// coupon touches few cache lines.
+	terms
+	Spec Spec
+}
+
+// terms is the compiled state of a template.
+type terms struct {
+	typ      string
+	currency string
+	kind     int8
+	excl     bool
+	// scopeApplicable: the threshold counts the eligible items only.
+	scopeApplicable bool
+	// cartRules is how many of rules are cart-level (they come first).
+	amount    int64
+	bp        int64
+	cap       int64
+	threshold int64
+	cur       *currency
+	// rules are the compiled rules of the dimensions that have one, in dimension order; none when
+	// the template applies to every cart and item.
+	rules     []dimRule
+	cartRules int
+	cond      *rules.Program
+}
+
+// The kinds, in the order a stack applies them.
+const (
+	kindPercentOff int8 = iota
+	kindAmountOff
+	kindSellerBonus
+)
+
+// Compile compiles a valid spec (CEL condition included) into a Template. The spec is checked
+// again (defaults filled); a spec that Decode would refuse is refused the same way. The template
+// keeps the spec's slices and maps: do not change them afterwards.
+func Compile(key string, version int, spec Spec) (*Template, error) {
+	var fs problem.Fields
+	if key == "" {
+		fs.Add("key", "is required")
+	}
+	if version < 0 {
+		fs.Add("version", "must not be negative")
+	}
+	fillDefaults(&spec)
+	cond := checkSpec(&fs, &spec, false)
+	if err := fs.Err("invalid coupon template"); err != nil {
+		return nil, err
+	}
+	t := &Template{Key: key, Version: version, Spec: spec, terms: terms{
+		typ: spec.Type, currency: spec.Currency, cur: currencies[spec.Currency], cond: cond,
+		excl: spec.Stacking.Mode != StackGroup, scopeApplicable: spec.Threshold.Scope == ScopeApplicable,
+		amount: spec.Amount, bp: spec.PercentBP, cap: spec.Cap, threshold: spec.Threshold.Amount,
+	}}
+	switch spec.Type {
+	case TypeAmountOff:
+		t.kind = kindAmountOff
+	case TypePercentOff:
+		t.kind = kindPercentOff
+	default:
+		t.kind = kindSellerBonus
+	}
+	n := 0
+	for d := range numDims {
+		if r := spec.Applicability.rule(d); len(r.Include)+len(r.Exclude) > 0 {
+			n++
+		}
+	}
+	if n > 0 {
+		t.rules = make([]dimRule, 0, n)
+	}
+	for d := range numDims {
+		if m := newMatcher(*spec.Applicability.rule(d)); !m.empty() {
+			t.rules = append(t.rules, dimRule{matcher: m, d: d})
+			if d < firstItemDim {
+				t.cartRules++
+			}
+		}
+	}
+	return t, nil
+}
+
+// Window is the validity of a coupon of this template issued at issuedAt: the fixed window, or
+// issuedAt to issuedAt + Days×24h.
+func (t *Template) Window(issuedAt time.Time) (startsAt, expiresAt time.Time) {
+	v := t.Spec.Validity
+	if v.Days > 0 {
+		return issuedAt, issuedAt.Add(time.Duration(v.Days) * 24 * time.Hour)
+	}
+	if v.From != nil {
+		startsAt = *v.From
+	}
+	if v.Until != nil {
+		expiresAt = *v.Until
+	}
+	return startsAt, expiresAt
+}
+
+// exclusive reports whether coupons of the template are used alone.
+func (t *Template) exclusive() bool { return t.excl }
+
+// dimRule is the compiled rule of one dimension.
+type dimRule struct {
+	matcher
+	d dim
+}
+
+// itemRules reports whether an item-level dimension has a rule.
+func (t *Template) itemRules() bool { return len(t.rules) > t.cartRules }
+
+// admitsCart reports whether the cart-level rules admit the cart; when not, the failing dimension.
+func (t *Template) admitsCart(c *Cart) (dim, bool) {
+	for i := range t.rules[:t.cartRules] {
+		if r := &t.rules[i]; !r.admits(cartValue(c, r.d)) {
+			return r.d, false
+		}
+	}
+	return 0, true
+}
+
+// admitsItem returns -1 when every item-level rule admits the item, else the first failing
+// dimension.
+func (t *Template) admitsItem(it *Item) dim {
+	for i := range t.rules[t.cartRules:] {
+		if r := &t.rules[t.cartRules+i]; !r.admits(itemValue(it, r.d)) {
+			return r.d
+		}
+	}
+	return -1
+}
+
+// rule returns the compiled rule of dimension d, nil when it has none.
+func (t *Template) rule(d dim) *matcher {
+	for i := range t.rules {
+		if t.rules[i].d == d {
+			return &t.rules[i].matcher
+		}
+	}
+	return nil
+}
+
+// value is the template's value on an eligible amount: the amount off (at most the amount), the
+// percentage off (floor, at most the cap), or the seller bonus.
+func (t *Template) value(base int64) int64 {
+	switch {
+	case t.kind == kindAmountOff:
+		return min(t.amount, base)
+	case t.bp > 0: // percent off, percentage seller bonus
+		return min(percentOf(base, t.bp), t.cap)
+	}
+	return t.amount
+}
+
+// percentOf is floor(x × bp / 10000) without overflow, for 0 <= x and 0 <= bp <= 10000.
+func percentOf(x, bp int64) int64 {
+	return x/MaxPercentBP*bp + x%MaxPercentBP*bp/MaxPercentBP
+}

@@ -1,0 +1,215 @@
+package qualify_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/perkhq/perk/internal/coupon/qualify"
+)
+
+// The catalogue of the realistic wallets: 8 categories, 12 brands, 400 SKUs.
+var (
+	shopCategories = []string{"phone", "laptop", "audio", "camera", "food", "toy", "book", "home"}
+	shopBrands     = []string{"acme", "zeta", "nova", "orbit", "lumen", "pike", "quill", "rho", "sol", "tau", "umbra", "vex"}
+	shopGroups     = []struct {
+		name string
+		max  int
+	}{{"platform", 1}, {"shop", 2}, {"category", 1}, {"payment", 1}}
+)
+
+// shopSKU is the i-th SKU of the catalogue and its category and brand.
+func shopSKU(i int) qualify.Item {
+	return item(fmt.Sprintf("sku-%03d", i), shopCategories[i%len(shopCategories)], shopBrands[i*7%len(shopBrands)],
+		fmt.Sprintf("m-%d", i%40), 0, 1)
+}
+
+// realisticCart is a cart of n lines from the catalogue, ¥10 to ¥500 each, 1 to 3 of each.
+func realisticCart(rng *rand.Rand, n int) qualify.Cart {
+	c := qualify.Cart{BusinessLine: "retail", Channel: []string{"app", "web", "mini"}[rng.IntN(3)]}
+	for range n {
+		it := shopSKU(rng.IntN(400))
+		it.UnitPrice = 1000 + rng.Int64N(49000)
+		it.Quantity = 1 + rng.Int64N(3)
+		c.Items = append(c.Items, it)
+	}
+	return c
+}
+
+// realisticSpec is a template as merchants write them: 45 % amount off, 35 % percent off with a
+// cap, 20 % seller bonus; half with a threshold (a fifth of those over eligible items only);
+// category, brand, SKU and channel rules; a third exclusive, the rest in four stack groups; one
+// in twenty with a CEL condition.
+func realisticSpec(rng *rand.Rand) qualify.Spec {
+	s := spec()
+	switch r := rng.IntN(20); {
+	case r < 9:
+		s.Amount = 500 * (1 + rng.Int64N(20))
+	case r < 16:
+		s.Type, s.Amount, s.PercentBP, s.Cap = qualify.TypePercentOff, 0, 500*(1+rng.Int64N(6)), 1000*(1+rng.Int64N(20))
+	default:
+		s.Type, s.Amount = qualify.TypeSellerBonus, 200*(1+rng.Int64N(10))
+	}
+	if rng.IntN(2) == 0 {
+		s.Threshold.Amount = max(s.Amount, 5000*(1+rng.Int64N(40)))
+		if rng.IntN(5) == 0 {
+			s.Threshold.Scope = qualify.ScopeApplicable
+		}
+	}
+	a := &s.Applicability
+	switch rng.IntN(10) {
+	case 0, 1, 2, 3:
+		a.Category.Include = []string{shopCategories[rng.IntN(4)], shopCategories[4+rng.IntN(4)]}
+	case 4, 5:
+		a.Brand.Include = []string{shopBrands[rng.IntN(6)], shopBrands[6+rng.IntN(6)]}
+	case 6:
+		for _, i := range rng.Perm(400)[:20] {
+			a.SKU.Include = append(a.SKU.Include, shopSKU(i).SKU)
+		}
+	case 7:
+		a.Brand.Exclude = []string{shopBrands[rng.IntN(12)]}
+	}
+	if rng.IntN(10) == 0 {
+		a.Channel.Include = []string{"app"}
+	}
+	if g := rng.IntN(6); g < 4 {
+		s.Stacking = qualify.Stacking{Mode: qualify.StackGroup, Group: shopGroups[g].name, MaxPerOrder: shopGroups[g].max}
+	}
+	if rng.IntN(20) == 0 {
+		s.Condition = `has(user.level) && user.level >= 2 && cart.amount >= 10000`
+	}
+	return s
+}
+
+// tenantPool is a tenant's live templates: 400 of realisticSpec, compiled once, shared by every
+// realistic wallet, as a node holds them.
+type tenantPool struct {
+	byKey map[string]*qualify.Template
+	keys  []string
+}
+
+func newTenantPool(t testing.TB, rng *rand.Rand, n int) *tenantPool {
+	p := &tenantPool{byKey: make(map[string]*qualify.Template, n)}
+	for i := range n {
+		tp, err := qualify.Compile(fmt.Sprintf("t%03d", i), 1, realisticSpec(rng))
+		require.NoError(t, err)
+		p.byKey[tp.Key] = tp
+		p.keys = append(p.keys, tp.Key)
+	}
+	return p
+}
+
+func (p *tenantPool) lookup(key string, version int) (*qualify.Template, bool) {
+	tp, ok := p.byKey[key]
+	return tp, ok && tp.Version == version
+}
+
+// realisticWallet is a wallet of n coupons over 0.6×n of the pool's templates: a few coupons share
+// a template; one in twenty has expired and one in thirty has not started. The user is level 3.
+func realisticWallet(t testing.TB, rng *rand.Rand, pool *tenantPool, n int) *testBundle {
+	b := &testBundle{templates: map[string][]*qualify.Template{}, user: map[string]any{"level": int64(3)}, pool: pool}
+	picked := rng.Perm(len(pool.keys))[:max(1, min(len(pool.keys), n*3/5))]
+	for i := range n {
+		c := b.give(fmt.Sprintf("c%03d", i), pool.keys[picked[rng.IntN(len(picked))]])
+		c.ExpiresAt = now.Add(time.Duration(1+rng.IntN(30*24)) * time.Hour)
+		switch {
+		case rng.IntN(20) == 0:
+			c.ExpiresAt = now.Add(-time.Hour)
+		case rng.IntN(30) == 0:
+			c.StartsAt = now.Add(time.Hour)
+		}
+	}
+	return b
+}
+
+// TestStackSearchBudget runs the stack search on realistic 200-coupon wallets and on random
+// 60-coupon wallets, with its node budget and without. Within the budget both give the same
+// stack; past it the budgeted stack is never worth more than the exact one. Either way it is a
+// stack Price accepts at the same value, worth at least the best single coupon. The log tells how
+// often the budget was reached and how much it cost.
+func TestStackSearchBudget(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(seed(t), 13))
+	pool := newTenantPool(t, rng, 400)
+	type tally struct {
+		wallets, over, worse, most int
+		lost                       int64
+	}
+	var tallies [2]tally // realistic 200-coupon wallets, random 60-coupon wallets
+	const rounds = 300
+	for round := range rounds {
+		var b *testBundle
+		var c qualify.Cart
+		kind := round % 3 / 2 // two realistic wallets, then a random one
+		if kind == 0 {
+			b, c = realisticWallet(t, rng, pool, 200), realisticCart(rng, 5)
+		} else {
+			b, c = randomWallet(t, rng, 60)
+		}
+		tl := &tallies[kind]
+		tl.wallets++
+		in := b.input(c)
+		res, nodes := qualify.EvaluateNodes(in, 0)
+		exact, exactNodes := qualify.EvaluateNodes(in, 1<<30)
+		require.LessOrEqual(t, nodes, qualify.MaxSearchNodes+1, "round %d", round)
+		tl.most = max(tl.most, exactNodes)
+		if exactNodes <= qualify.MaxSearchNodes {
+			require.Equal(t, exact.Best, res.Best, "round %d", round)
+		} else {
+			tl.over++
+			require.LessOrEqual(t, res.Best.Stack.Discount, exact.Best.Stack.Discount, "round %d", round)
+			if d := exact.Best.Stack.Discount - res.Best.Stack.Discount; d > 0 {
+				tl.worse++
+				tl.lost += d
+			}
+		}
+		if res.Best.Stack != nil {
+			pick, _, err := qualify.Price(in, res.Best.Stack.CouponIDs)
+			require.NoError(t, err)
+			require.Equal(t, *res.Best.Stack, pick)
+			require.GreaterOrEqual(t, pick.Discount, res.Best.Single.Discount)
+		}
+	}
+	for i, name := range []string{"realistic 200-coupon", "random 60-coupon"} {
+		tl := tallies[i]
+		t.Logf("%d %s wallets: %d needed more than %d nodes (at most %d); %d of those got a stack worth less, %d minor units in all",
+			tl.wallets, name, tl.over, qualify.MaxSearchNodes, tl.most, tl.worse, tl.lost)
+	}
+}
+
+// TestEvaluateConcurrently evaluates wallets of one tenant from several goroutines at once (run it
+// with -race): pooled scratch and shared templates must not leak between evaluations.
+func TestEvaluateConcurrently(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(seed(t), 17))
+	pool := newTenantPool(t, rng, 200)
+	inputs := make([]qualify.Input, 16)
+	want := make([]qualify.Result, len(inputs))
+	for i := range inputs {
+		inputs[i] = realisticWallet(t, rng, pool, 40).input(realisticCart(rng, 1+rng.IntN(5)))
+		want[i] = qualify.Evaluate(inputs[i])
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 4*len(inputs))
+	for g := range 4 {
+		wg.Go(func() {
+			for k := range 3 * len(inputs) {
+				i := (k + g) % len(inputs)
+				if got := qualify.Evaluate(inputs[i]); !reflect.DeepEqual(got, want[i]) {
+					errs <- fmt.Sprintf("goroutine %d, wallet %d: a different result", g, i)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		require.Fail(t, e)
+	}
+}
