@@ -24,6 +24,7 @@ import (
 	"github.com/perkhq/perk/internal/activity"
 	"github.com/perkhq/perk/internal/catalog"
 	"github.com/perkhq/perk/internal/config"
+	"github.com/perkhq/perk/internal/coupon"
 	"github.com/perkhq/perk/internal/httpapi"
 	"github.com/perkhq/perk/internal/ingest"
 	"github.com/perkhq/perk/internal/ledger"
@@ -33,6 +34,7 @@ import (
 	"github.com/perkhq/perk/internal/platform/kv"
 	"github.com/perkhq/perk/internal/platform/sqldb"
 	"github.com/perkhq/perk/internal/reward"
+	"github.com/perkhq/perk/internal/task"
 	"github.com/perkhq/perk/internal/tenant"
 	"github.com/perkhq/perk/internal/webhook"
 )
@@ -79,6 +81,8 @@ type App struct {
 	dispatcher *webhook.Dispatcher
 	activity   *activity.Service
 	ingest     *ingest.Service
+	coupons    *coupon.Service
+	tasks      *task.Service
 	http       *httpapi.Server
 
 	closers []func() error

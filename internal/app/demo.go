@@ -33,6 +33,9 @@ func (a *App) seedDemo(ctx context.Context, baseURL string) error {
 		demo = Demo{MerchantID: nm.Merchant.ID, APIKey: nm.AdminKey.Secret, UserTokenSecret: nm.TokenSecret}
 	}
 	demo.BaseURL = baseURL
+	if err := a.seedDemoResources(ctx, demo.MerchantID); err != nil {
+		return err
+	}
 	raw, err := json.MarshalIndent(demo, "", "  ")
 	if err != nil {
 		return err

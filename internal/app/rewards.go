@@ -24,8 +24,12 @@ func (a *App) buildRewardsCore(registry *catalog.Registry) error {
 	}
 	a.ledger = led
 	a.onClose(led.Close)
+	if err := a.buildCoupons(registry); err != nil {
+		return err
+	}
 	rewards, err := reward.New(a.db, reward.Options{Clock: a.clock, Ledger: led, TimeZone: a.zones.lookup,
-		Events: a.bus.EnqueueEvent, Flows: reward.CatalogFlows{Catalog: a.catalog, Snapshot: a.snapshot},
+		Coupons: couponIssuer{a.coupons},
+		Events:  a.bus.EnqueueEvent, Flows: reward.CatalogFlows{Catalog: a.catalog, Snapshot: a.snapshot},
 		Node: a.node, SweepInterval: a.cfg.Rewards.SweepInterval.Std(), MaxBatch: a.cfg.Rewards.MaxBatch,
 		Registerer: a.registry, Logger: a.log})
 	if err != nil {
@@ -48,8 +52,11 @@ func (a *App) buildRewardsCore(registry *catalog.Registry) error {
 // startConsumers subscribes the modules that react to domain events.
 func (a *App) startConsumers(ctx context.Context) error {
 	for name, start := range map[string]func() (func(), error){
-		"webhook fan-out": func() (func(), error) { return a.webhooks.Consume(ctx, a.bus, bus.ConsumerOptions{}) },
-		"grant executor":  func() (func(), error) { return a.rewards.Consume(ctx, a.bus) },
+		"webhook fan-out":     func() (func(), error) { return a.webhooks.Consume(ctx, a.bus, bus.ConsumerOptions{}) },
+		"grant executor":      func() (func(), error) { return a.rewards.Consume(ctx, a.bus) },
+		"coupon issue rules":  func() (func(), error) { return a.coupons.Consume(ctx, a.bus) },
+		"task progress":       func() (func(), error) { return a.tasks.Consume(ctx, a.bus, a.db) },
+		"task grant outcomes": func() (func(), error) { return a.tasks.ConsumeGrants(ctx, a.bus) },
 	} {
 		stop, err := start()
 		if err != nil {

@@ -25,6 +25,8 @@ type walkFixture struct {
 	merchantA, keyA, resourceA string
 	endpointA, deliveryA       string // a webhook endpoint and one of its deliveries
 	grantA, holdA              string // a grant of points to A's user and a hold on them
+	couponA, redemptionA       string // a coupon issued to A's user and a redemption locking another
+	userTaskA                  string // A's user's task, completed by a receipt
 	secretA                    string // the endpoint's signing secret
 	adminA, adminB, tokenB     string
 	params                     map[string]string
@@ -42,7 +44,16 @@ var bodyOverrides = map[string]any{
 	"create-grant":         map[string]any{"user_id": "u-a", "source_id": "walk", "rewards": []any{map[string]any{"type": "points", "amount": 1}}},
 	"adjust-user-balance":  map[string]any{"asset": "points", "amount": 1, "reason": "walk", "business_key": "walk"},
 	"hold-user-balance":    map[string]any{"asset": "points", "amount": 1, "ttl_seconds": 60, "business_key": "walk-hold"},
+	"complete-task":        map[string]any{"business_id": "walk"},
+	"make-up-streak-day":   map[string]any{"day": "2026-01-01"},
+	"issue-coupons":        map[string]any{"user_ids": []string{"u-a"}, "business_key": "walk"},
+	"qualify-user-coupons": map[string]any{"cart": walkCart},
+	"lock-coupons": map[string]any{"user_id": "u-a", "order_id": "walk", "coupon_ids": []string{"cpn_01JWALKWALKWALKWALKWALKWAL"},
+		"cart": walkCart},
 }
+
+// walkCart is a cart every coupon route accepts.
+var walkCart = map[string]any{"items": []any{map[string]any{"sku": "walk", "unit_price": 50000, "quantity": 1}}}
 
 func setupWalk(t *testing.T, n *node) walkFixture {
 	t.Helper()
@@ -106,13 +117,48 @@ func setupWalk(t *testing.T, n *node) walkFixture {
 	_, err = adminA.Do(ctx, "POST", "/v1/users/u-a/holds", map[string]any{"asset": "points", "amount": 10,
 		"ttl_seconds": 3600, "business_key": "hold-of-a"}, &hold)
 	require.NoError(t, err)
+	couponA, redemptionA := couponFixtures(t, adminA)
+	userTaskA := taskFixtures(t, adminA)
 	return walkFixture{merchantA: a.Merchant.ID, keyA: viewerA.Key.ID, resourceA: v.ResourceID,
-		grantA: grant.ID, holdA: hold.ID,
+		grantA: grant.ID, holdA: hold.ID, couponA: couponA, redemptionA: redemptionA, userTaskA: userTaskA,
 		endpointA: ep.Endpoint.ID, deliveryA: delivery.ID, secretA: ep.Secret,
 		adminA: a.AdminKey.Secret, adminB: b.AdminKey.Secret, tokenB: tokB.Token,
 		params: map[string]string{"merchant_id": a.Merchant.ID, "key_id": viewerA.Key.ID, "user_id": "u-a",
 			"kind": "switch", "key": "secret-of-a", "version": "1", "endpoint_id": ep.Endpoint.ID,
-			"delivery_id": delivery.ID, "grant_id": grant.ID, "hold_id": hold.ID, "step": "points"}}
+			"delivery_id": delivery.ID, "grant_id": grant.ID, "hold_id": hold.ID, "step": "points",
+			"template_id": "tpl-of-a", "coupon_id": couponA, "redemption_id": redemptionA,
+			"task_id": "task-of-a", "user_task_id": userTaskA}}
+}
+
+// couponFixtures publishes A's coupon template tpl-of-a, issues one to u-a and locks another for
+// order-of-a.
+func couponFixtures(t *testing.T, adminA *client.Client) (couponID, redemptionID string) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := adminA.Do(ctx, "POST", "/v1/config/coupon_template", map[string]any{"key": "tpl-of-a",
+		"spec": map[string]any{"type": "amount_off", "amount": 1000, "threshold": map[string]any{"amount": 1000},
+			"validity": map[string]any{"days": 30}, "title": map[string]any{"en": "marker-of-a"}}}, nil)
+	require.NoError(t, err)
+	_, err = adminA.Do(ctx, "POST", "/v1/config/coupon_template/tpl-of-a/publish", nil, nil)
+	require.NoError(t, err)
+	var issued struct {
+		Results []struct {
+			CouponID string `json:"coupon_id"`
+		} `json:"results"`
+	}
+	for _, key := range []string{"coupon-of-a", "locked-of-a"} {
+		_, err = adminA.Do(ctx, "POST", "/v1/coupon-templates/tpl-of-a/issue", map[string]any{"user_ids": []string{"u-a"},
+			"business_key": key}, &issued)
+		require.NoError(t, err)
+		require.NotEmpty(t, issued.Results[0].CouponID)
+	}
+	var r struct {
+		ID string `json:"id"`
+	}
+	_, err = adminA.Do(ctx, "POST", "/v1/redemptions", map[string]any{"user_id": "u-a", "order_id": "order-of-a",
+		"coupon_ids": []string{issued.Results[0].CouponID}, "cart": walkCart}, &r)
+	require.NoError(t, err)
+	return issued.Results[0].CouponID, r.ID
 }
 
 func TestNoRouteCrossesTenants(t *testing.T) {
@@ -123,7 +169,8 @@ func TestNoRouteCrossesTenants(t *testing.T) {
 	before := tenantRows(t, n.app.DB(), f.merchantA)
 	require.NotEmpty(t, before)
 	markers := []string{f.merchantA, f.keyA, f.resourceA, "marker-of-a", "secret-of-a", f.endpointA, f.deliveryA,
-		f.secretA, "hook-of-a", f.grantA, f.holdA, "order-of-a"}
+		f.secretA, "hook-of-a", f.grantA, f.holdA, "order-of-a", f.couponA, f.redemptionA, "coupon-of-a", "locked-of-a",
+		f.userTaskA, "receipt-of-a"}
 
 	walked := 0
 	for _, op := range n.app.http.Operations() {
@@ -148,7 +195,8 @@ func TestNoRouteCrossesTenants(t *testing.T) {
 
 	// the fixtures are real: A itself reads its own objects through the same paths
 	for _, id := range []string{"get-merchant", "get-config", "list-config-versions", "list-keys",
-		"get-webhook-endpoint", "get-webhook-delivery", "get-grant", "get-hold"} {
+		"get-webhook-endpoint", "get-webhook-delivery", "get-grant", "get-hold", "get-coupon", "get-redemption",
+		"get-coupon-template-stats", "get-task-stats", "get-user-task-record"} {
 		op := findOp(t, n.app.http.Operations(), id)
 		status, body := call(t, n.url, op, f.params, f.adminA)
 		require.Equal(t, http.StatusOK, status, body)
@@ -311,4 +359,27 @@ func settle(t *testing.T, db *sqldb.DB, tenantID string) {
 		require.NoError(t, q.QueryRow(ctx, `SELECT COUNT(*) FROM activity_records WHERE tenant_id = $1`, tenantID).Scan(&recorded))
 		return unsent == 0 && events > 0 && recorded == events
 	}, 20*time.Second, 10*time.Millisecond)
+}
+
+// taskFixtures publishes A's task task-of-a and completes it for u-a with a receipt.
+func taskFixtures(t *testing.T, adminA *client.Client) (userTaskID string) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := adminA.Do(ctx, "POST", "/v1/config/task", map[string]any{"key": "task-of-a",
+		"spec": map[string]any{"kind": "one_off", "trigger": map[string]any{"event_types": []string{"walk.done"}},
+			"metric": map[string]any{"type": "count"},
+			"stages": []any{map[string]any{"target": 1, "rewards": []any{map[string]any{"type": "points", "amount": 1}}}},
+			"title":  map[string]any{"en": "marker-of-a"}}}, nil)
+	require.NoError(t, err)
+	_, err = adminA.Do(ctx, "POST", "/v1/config/task/task-of-a/publish", nil, nil)
+	require.NoError(t, err)
+	var done struct {
+		UserTask struct {
+			ID string `json:"id"`
+		} `json:"user_task"`
+	}
+	_, err = adminA.Do(ctx, "POST", "/v1/users/u-a/tasks/task-of-a/complete", map[string]any{"business_id": "receipt-of-a"}, &done)
+	require.NoError(t, err)
+	require.NotEmpty(t, done.UserTask.ID)
+	return done.UserTask.ID
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/perkhq/perk/internal/activity"
 	"github.com/perkhq/perk/internal/catalog"
 	"github.com/perkhq/perk/internal/config"
+	"github.com/perkhq/perk/internal/coupon"
 	"github.com/perkhq/perk/internal/httpapi"
 	"github.com/perkhq/perk/internal/ledger"
 	"github.com/perkhq/perk/internal/platform/bus"
@@ -23,6 +24,7 @@ import (
 	"github.com/perkhq/perk/internal/platform/kv"
 	"github.com/perkhq/perk/internal/platform/sqldb"
 	"github.com/perkhq/perk/internal/reward"
+	"github.com/perkhq/perk/internal/task"
 	"github.com/perkhq/perk/internal/tenant"
 	"github.com/perkhq/perk/internal/webhook"
 )
@@ -30,7 +32,8 @@ import (
 // Migrations lists every module's migration set, in the order they are applied.
 func Migrations() []sqldb.Migrations {
 	return []sqldb.Migrations{bus.Migrations, kv.Migrations, idem.Migrations, tenant.Migrations, catalog.Migrations,
-		ledger.Migrations, reward.Migrations, webhook.Migrations, activity.Migrations}
+		ledger.Migrations, reward.Migrations, webhook.Migrations, activity.Migrations, coupon.Migrations,
+		task.Migrations}
 }
 
 // countMigrations is how many migration files all modules have for one engine.
@@ -176,7 +179,7 @@ func (a *App) buildModules(ctx context.Context) error {
 		return err
 	}
 	a.http = httpapi.New(httpapi.Deps{Tenants: a.tenants, Catalog: a.catalog, Idem: a.idem,
-		Webhooks: a.webhooks, Activity: a.activity, Ledger: a.ledger, Rewards: a.rewards, Ingest: a.ingest,
+		Webhooks: a.webhooks, Activity: a.activity, Ledger: a.ledger, Rewards: a.rewards, Ingest: a.ingest, Coupons: a.coupons, Tasks: a.tasks,
 		Ready: a.readiness(), Info: a.info, Registry: a.registry, Logger: a.log,
 		MaxBodyBytes: a.cfg.Server.MaxBodyBytes, Version: Version})
 	return nil
@@ -221,7 +224,8 @@ func (a *App) start(ctx context.Context, ln net.Listener) error {
 func (a *App) runWorkers(ctx context.Context, wg *sync.WaitGroup) {
 	for name, run := range map[string]func(context.Context) error{"outbox relay": a.relay.Run,
 		"config refresh": a.snapshot.Run, "webhook dispatcher": a.dispatcher.Run, "activity log": a.activity.Run,
-		"grant sweeper": a.rewards.Run, "ledger sweeper": a.sweepLedger, "idempotency purge": a.purgeIdempotency} {
+		"grant sweeper": a.rewards.Run, "ledger sweeper": a.sweepLedger, "idempotency purge": a.purgeIdempotency,
+		"coupon sweeper": a.coupons.Run, "task sweeper": a.tasks.Run} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -15,10 +15,12 @@ import (
 
 	"github.com/perkhq/perk/internal/activity"
 	"github.com/perkhq/perk/internal/catalog"
+	"github.com/perkhq/perk/internal/coupon"
 	"github.com/perkhq/perk/internal/ingest"
 	"github.com/perkhq/perk/internal/ledger"
 	"github.com/perkhq/perk/internal/platform/idem"
 	"github.com/perkhq/perk/internal/reward"
+	"github.com/perkhq/perk/internal/task"
 	"github.com/perkhq/perk/internal/tenant"
 	"github.com/perkhq/perk/internal/webhook"
 )
@@ -38,6 +40,10 @@ type Deps struct {
 	Rewards *reward.Service
 	// Ingest takes behaviour events in (POST /v1/events); nil leaves its route out.
 	Ingest *ingest.Service
+	// Tasks runs the task center; nil leaves its routes out.
+	Tasks *task.Service
+	// Coupons runs issuance, wallets, qualification and redemptions; nil leaves its routes out.
+	Coupons *coupon.Service
 	// Idem makes writes idempotent; nil turns the middleware off.
 	Idem *idem.Service
 	// Ready lists the readiness checks run by /readyz, by name.
@@ -101,6 +107,12 @@ func New(deps Deps) *Server {
 	}
 	if deps.Ingest != nil {
 		s.registerEventRoutes(deps.Ingest)
+	}
+	if deps.Coupons != nil {
+		s.registerCouponRoutes(deps.Coupons)
+	}
+	if deps.Tasks != nil {
+		s.registerTaskRoutes(deps.Tasks)
 	}
 	s.handler = s.observe(s.limitBody(s.authenticate(s.idempotent(http.HandlerFunc(s.route)))))
 	return s

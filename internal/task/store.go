@@ -1,0 +1,349 @@
+package task
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/bits"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/perkhq/perk/internal/platform/sqldb"
+)
+
+// errRace: another transaction changed a row this one read; sqldb.Tx runs the transaction again.
+var errRace = fmt.Errorf("task: a user task changed concurrently: %w", sqldb.ErrBusy)
+
+// keyChunk bounds the keys of one statement (PostgreSQL takes at most 65535 parameters).
+const keyChunk = 500
+
+// marks writes parameter markers: "$n" on PostgreSQL, a plain "?" on SQLite. Both engines take
+// "$n", but SQLite treats it as a name and looks names up in time linear in their number, which
+// makes statements with thousands of parameters (multi-row reads and writes) quadratic to prepare.
+type marks byte
+
+func marksFor(d sqldb.Dialect) marks {
+	if d == sqldb.SQLite {
+		return '?'
+	}
+	return '$'
+}
+
+// lock is the clause that locks the rows a read in a write transaction returns: FOR UPDATE on
+// PostgreSQL, so that concurrent writers of the same user tasks queue instead of failing their
+// optimistic check; nothing on SQLite, whose one writer holds the database.
+func (m marks) lock() string {
+	if m == '?' {
+		return ""
+	}
+	return " FOR UPDATE"
+}
+
+// tuples writes n parenthesised groups of cols markers, numbered from 1: "($1, $2), ($3, $4)".
+func (m marks) tuples(n, cols int) string {
+	var b strings.Builder
+	b.Grow(n * cols * 5)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		for j := range cols {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			if m == '?' {
+				b.WriteByte('?')
+				continue
+			}
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(i*cols + j + 1))
+		}
+		b.WriteByte(')')
+	}
+	return b.String()
+}
+
+const userTaskColumns = `tenant_id, user_id, task_key, period_key, id, period, round, task_version, state,
+	progress, seen, stages_done, stage, reason, claimed_at, completed_at, rewarded_at, expires_at, updated_at, rev`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanUserTask(row scanner) (*UserTask, error) {
+	var (
+		ut                        UserTask
+		state, seen               string
+		done                      int64
+		claimed, expires, updated int64
+		completed, rewarded       sql.NullInt64
+	)
+	err := row.Scan(&ut.TenantID, &ut.UserID, &ut.Task, &ut.PeriodKey, &ut.ID, &ut.Period, &ut.Round, &ut.TaskVersion,
+		&state, &ut.Progress, &seen, &done, &ut.Stage, &ut.Reason, &claimed, &completed, &rewarded, &expires,
+		&updated, &ut.rev)
+	if err != nil {
+		return nil, err
+	}
+	ut.State, ut.done = State(state), uint64(done)
+	if err := json.Unmarshal([]byte(seen), &ut.Values); err != nil {
+		return nil, fmt.Errorf("task: user task %s: seen values: %w", ut.ID, err)
+	}
+	if len(ut.Values) == 0 {
+		ut.Values = nil
+	}
+	ut.StagesDone = stagesOf(ut.done)
+	ut.ClaimedAt, ut.UpdatedAt = sqldb.FromMicros(claimed), sqldb.FromMicros(updated)
+	ut.CompletedAt, ut.RewardedAt = optTime(completed), optTime(rewarded)
+	if expires > 0 {
+		t := sqldb.FromMicros(expires)
+		ut.ExpiresAt = &t
+	}
+	return &ut, nil
+}
+
+func optTime(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := sqldb.FromMicros(v.Int64)
+	return &t
+}
+
+// stagesOf lists the stages set in a bit set.
+func stagesOf(set uint64) []int {
+	out := make([]int, 0, bits.OnesCount64(set))
+	for i := range 64 {
+		if set&(1<<i) != 0 {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func collectUserTasks(rows *sql.Rows) ([]*UserTask, error) {
+	defer rows.Close()
+	var out []*UserTask
+	for rows.Next() {
+		ut, err := scanUserTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ut)
+	}
+	return out, rows.Err()
+}
+
+// rowKey names a user task row.
+type rowKey struct{ tenant, user, task, periodKey string }
+
+// loadUserTasks reads the rows with these keys (those that exist). With lock (in a write
+// transaction) the rows are locked, in key order so that two writers cannot deadlock on them.
+func loadUserTasks(ctx context.Context, q sqldb.Querier, m marks, keys []rowKey, lock bool) ([]*UserTask, error) {
+	suffix := ""
+	if lock {
+		suffix = ` ORDER BY tenant_id, user_id, task_key, period_key` + m.lock()
+		slices.SortFunc(keys, func(a, b rowKey) int {
+			return cmp.Or(strings.Compare(a.tenant, b.tenant), strings.Compare(a.user, b.user),
+				strings.Compare(a.task, b.task), strings.Compare(a.periodKey, b.periodKey))
+		})
+	}
+	var out []*UserTask
+	for start := 0; start < len(keys); start += keyChunk {
+		chunk := keys[start:min(start+keyChunk, len(keys))]
+		args := make([]any, 0, 4*len(chunk))
+		for _, k := range chunk {
+			args = append(args, k.tenant, k.user, k.task, k.periodKey)
+		}
+		rows, err := q.Query(ctx, `SELECT `+userTaskColumns+` FROM user_tasks
+			WHERE (tenant_id, user_id, task_key, period_key) IN (VALUES `+m.tuples(len(chunk), 4)+`)`+suffix, args...)
+		if err != nil {
+			return nil, fmt.Errorf("task: load user tasks: %w", err)
+		}
+		uts, err := collectUserTasks(rows)
+		if err != nil {
+			return nil, fmt.Errorf("task: load user tasks: %w", err)
+		}
+		out = append(out, uts...)
+	}
+	return out, nil
+}
+
+// saveUserTasks writes new and changed rows in one statement per chunk. A row changed by another
+// transaction since it was read (its rev moved) or inserted meanwhile fails the write with errRace.
+func saveUserTasks(ctx context.Context, tx *sqldb.Tx, m marks, uts []*UserTask) error {
+	const cols = 20
+	for start := 0; start < len(uts); start += keyChunk / 2 {
+		chunk := uts[start:min(start+keyChunk/2, len(uts))]
+		args := make([]any, 0, cols*len(chunk))
+		for _, ut := range chunk {
+			seen := "[]"
+			if len(ut.Values) > 0 {
+				seen = string(mustJSON(ut.Values))
+			}
+			var expires int64
+			if ut.ExpiresAt != nil {
+				expires = sqldb.Micros(*ut.ExpiresAt)
+			}
+			args = append(args, ut.TenantID, ut.UserID, ut.Task, ut.PeriodKey, ut.ID, ut.Period, ut.Round,
+				ut.TaskVersion, string(ut.State), ut.Progress, seen, int64(ut.done), ut.Stage, ut.Reason,
+				sqldb.Micros(ut.ClaimedAt), micros(ut.CompletedAt), micros(ut.RewardedAt), expires,
+				sqldb.Micros(ut.UpdatedAt), ut.rev+1)
+		}
+		rows, err := tx.Query(ctx, `INSERT INTO user_tasks (`+userTaskColumns+`) VALUES `+m.tuples(len(chunk), cols)+`
+			ON CONFLICT (tenant_id, user_id, task_key, period_key) DO UPDATE SET state = excluded.state,
+				progress = excluded.progress, seen = excluded.seen, stages_done = excluded.stages_done,
+				stage = excluded.stage, reason = excluded.reason, completed_at = excluded.completed_at,
+				rewarded_at = excluded.rewarded_at, expires_at = excluded.expires_at,
+				updated_at = excluded.updated_at, rev = excluded.rev
+			WHERE user_tasks.rev = excluded.rev - 1 AND user_tasks.id = excluded.id
+			RETURNING id`, args...)
+		if err != nil {
+			return fmt.Errorf("task: save user tasks: %w", err)
+		}
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return fmt.Errorf("task: save user tasks: %w", err)
+		}
+		if n != len(chunk) {
+			return errRace
+		}
+	}
+	for _, ut := range uts {
+		ut.rev++
+		ut.dirty, ut.inserted = false, false
+	}
+	return nil
+}
+
+func micros(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return sqldb.Micros(*t)
+}
+
+// userTaskByID reads one user task of the tenant by id (nil when there is none); lock is "" or
+// marks.lock().
+func userTaskByID(ctx context.Context, q sqldb.Querier, tenantID, id, lock string) (*UserTask, error) {
+	ut, err := scanUserTask(q.QueryRow(ctx, `SELECT `+userTaskColumns+` FROM user_tasks WHERE id = $1 AND tenant_id = $2`+lock,
+		id, tenantID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("task: load user task %s: %w", id, err)
+	}
+	return ut, nil
+}
+
+// grantRow is a user_task_grants row: a grant a user task (or a streak) earned.
+type grantRow struct {
+	tenant, user, grantID, userTaskID, task, kind string
+	seq                                           int
+	state                                         string
+	cost                                          Cost
+}
+
+func insertGrantRows(ctx context.Context, tx *sqldb.Tx, m marks, rows []grantRow, now int64) error {
+	const cols = 12
+	for start := 0; start < len(rows); start += keyChunk / 2 {
+		chunk := rows[start:min(start+keyChunk/2, len(rows))]
+		args := make([]any, 0, cols*len(chunk))
+		for _, g := range chunk {
+			args = append(args, g.tenant, g.user, g.grantID, g.userTaskID, g.task, g.kind, g.seq, g.state,
+				g.cost.Points, g.cost.Growth, g.cost.Coupons, now)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO user_task_grants (tenant_id, user_id, grant_id, user_task_id, task_key,
+			kind, seq, state, points, growth, coupons, created_at) VALUES `+m.tuples(len(chunk), cols)+`
+			ON CONFLICT DO NOTHING`, args...); err != nil {
+			return fmt.Errorf("task: record grants: %w", err)
+		}
+	}
+	return nil
+}
+
+const grantRowColumns = `tenant_id, user_id, grant_id, user_task_id, task_key, kind, seq, state, points, growth, coupons`
+
+func scanGrantRow(row scanner) (grantRow, error) {
+	var g grantRow
+	err := row.Scan(&g.tenant, &g.user, &g.grantID, &g.userTaskID, &g.task, &g.kind, &g.seq, &g.state,
+		&g.cost.Points, &g.cost.Growth, &g.cost.Coupons)
+	return g, err
+}
+
+func (g grantRow) ref() GrantRef {
+	return GrantRef{GrantID: g.grantID, Kind: g.kind, Seq: g.seq, State: g.state, Cost: g.cost}
+}
+
+// grantRowsOf reads the grants a user task earned, stages first.
+func grantRowsOf(ctx context.Context, q sqldb.Querier, tenantID, userID, userTaskID string) ([]grantRow, error) {
+	rows, err := q.Query(ctx, `SELECT `+grantRowColumns+` FROM user_task_grants
+		WHERE tenant_id = $1 AND user_id = $2 AND user_task_id = $3 ORDER BY kind, seq`, tenantID, userID, userTaskID)
+	if err != nil {
+		return nil, fmt.Errorf("task: load grants of %s: %w", userTaskID, err)
+	}
+	defer rows.Close()
+	var out []grantRow
+	for rows.Next() {
+		g, err := scanGrantRow(rows)
+		if err != nil {
+			return nil, fmt.Errorf("task: load grants of %s: %w", userTaskID, err)
+		}
+		out = append(out, g)
+	}
+	return out, rows.Err()
+}
+
+// setGrantState records a grant's outcome. A succeeded grant stays succeeded (events may arrive
+// out of order). It returns the row and whether it changed; ok is false for a grant not ours.
+func setGrantState(ctx context.Context, tx *sqldb.Tx, tenantID, userID, grantID, state string, now int64) (g grantRow, changed, ok bool, err error) {
+	g, err = scanGrantRow(tx.QueryRow(ctx, `SELECT `+grantRowColumns+` FROM user_task_grants
+		WHERE tenant_id = $1 AND user_id = $2 AND grant_id = $3`, tenantID, userID, grantID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return grantRow{}, false, false, nil
+	}
+	if err != nil {
+		return grantRow{}, false, false, fmt.Errorf("task: load grant %s: %w", grantID, err)
+	}
+	if g.state == state || g.state == grantSucceeded {
+		return g, false, true, nil
+	}
+	if _, err := tx.Exec(ctx, `UPDATE user_task_grants SET state = $1, updated_at = $2
+		WHERE tenant_id = $3 AND user_id = $4 AND grant_id = $5`, state, now, tenantID, userID, grantID); err != nil {
+		return grantRow{}, false, false, fmt.Errorf("task: record grant %s: %w", grantID, err)
+	}
+	g.state = state
+	return g, true, true, nil
+}
+
+// The states of a user task's grant, as its events report them.
+const (
+	grantPending   = "pending"
+	grantSucceeded = "succeeded"
+	grantFailed    = "failed"
+	grantDead      = "dead"
+)
+
+// chargeBudget takes one completion (completions 0 or 1) and cost points from a task's budget, if
+// both fit; it reports whether they did. The conditional update is atomic on every engine.
+func chargeBudget(ctx context.Context, tx *sqldb.Tx, tenantID, task string, b *Budget, completions, cost, now int64) (bool, error) {
+	if _, err := tx.Exec(ctx, `INSERT INTO task_budgets (tenant_id, task_key, completions, cost, updated_at)
+		VALUES ($1, $2, 0, 0, $3) ON CONFLICT DO NOTHING`, tenantID, task, now); err != nil {
+		return false, fmt.Errorf("task: budget of %s: %w", task, err)
+	}
+	res, err := tx.Exec(ctx, `UPDATE task_budgets SET completions = completions + $1, cost = cost + $2, updated_at = $3
+		WHERE tenant_id = $4 AND task_key = $5 AND ($6 = 0 OR completions + $1 <= $6) AND ($7 = 0 OR cost + $2 <= $7)`,
+		completions, cost, now, tenantID, task, b.Completions, b.CostPoints)
+	if err != nil {
+		return false, fmt.Errorf("task: budget of %s: %w", task, err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
