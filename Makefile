@@ -31,6 +31,10 @@ test: services ## run the whole test suite against real SQLite, PostgreSQL, Redi
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 
+.PHONY: crashtest
+crashtest: services ## the long SIGKILL crash test: 5,000 users, three kills of a real perk serve
+	PERK_CRASHTEST=long $(GO) test -count=1 -timeout 30m -run TestCrashUnderEventLoad -v ./cmd/perk/
+
 .PHONY: test-race
 test-race: services ## the whole suite with the race detector
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
