@@ -113,7 +113,7 @@ func randomPrefix() string {
 	return "a" + hex.EncodeToString(b)
 }
 
-func externalPrefix(t *testing.T) string {
+func externalPrefix(t testing.TB) string {
 	t.Helper()
 	p := randomPrefix()
 	t.Cleanup(func() { bustest.DeleteStreams(bustest.URL(), p) })

@@ -189,8 +189,7 @@ func (bc *batchConsumer) record(tx *sqldb.Tx, msgs []Msg) ([]bool, error) {
 		if i > 0 {
 			q.WriteString(", ")
 		}
-		n := len(args)
-		fmt.Fprintf(&q, "($%d, $%d, $%d)", n+1, n+2, n+3)
+		q.WriteString("(" + tx.Dialect().Placeholders(len(args)+1, 3) + ")")
 		args = append(args, bc.key, ids[i], now)
 	}
 	q.WriteString(" ON CONFLICT DO NOTHING RETURNING msg_id")

@@ -73,7 +73,7 @@ func insertOutbox(ctx context.Context, tx *sqldb.Tx, now time.Time, msgs []Messa
 		if i > 0 {
 			q.WriteString(", ")
 		}
-		q.WriteString("(" + sqldb.Placeholders(i*cols+1, cols) + ")")
+		q.WriteString("(" + tx.Dialect().Placeholders(i*cols+1, cols) + ")")
 		args = append(args, id, msgID, m.Subject, string(header), payload, sqldb.Micros(now))
 	}
 	if _, err := tx.Exec(ctx, q.String(), args...); err != nil {

@@ -196,6 +196,17 @@ func FromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
 
 // Placeholders returns "$start, $start+1, …" n times, for IN lists and multi-row inserts.
 func Placeholders(start, n int) string {
+	return Postgres.Placeholders(start, n)
+}
+
+// Placeholders is the dialect's list of n parameter markers numbered from start: "$3, $4" on
+// PostgreSQL, "?, ?" on SQLite, whose driver binds "?" in order without the name lookup that makes
+// statements with many "$n" markers slow to prepare. Use it only when every marker of the
+// statement is built this way, in order.
+func (d Dialect) Placeholders(start, n int) string {
+	if d == SQLite {
+		return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+	}
 	var b strings.Builder
 	for i := range n {
 		if i > 0 {

@@ -127,6 +127,9 @@ func TestPlaceholders(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, "$3, $4, $5", sqldb.Placeholders(3, 3))
 	require.Equal(t, "", sqldb.Placeholders(1, 0))
+	require.Equal(t, "$3, $4", sqldb.Postgres.Placeholders(3, 2))
+	require.Equal(t, "?, ?, ?", sqldb.SQLite.Placeholders(3, 3))
+	require.Equal(t, "", sqldb.SQLite.Placeholders(1, 0))
 }
 
 func TestSQLiteFileIsPrivate(t *testing.T) {

@@ -12,9 +12,13 @@ import (
 // AfterCommit run once the transaction has committed (never if it rolls back).
 type Tx struct {
 	querier
-	tx    *sql.Tx
-	hooks []func()
+	tx      *sql.Tx
+	hooks   []func()
+	dialect Dialect
 }
+
+// Dialect is the engine the transaction runs on.
+func (tx *Tx) Dialect() Dialect { return tx.dialect }
 
 // AfterCommit registers fn to run after a successful commit, in registration order.
 func (tx *Tx) AfterCommit(fn func()) { tx.hooks = append(tx.hooks, fn) }
@@ -45,7 +49,7 @@ func (db *DB) tryTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	if err != nil {
 		return fmt.Errorf("sqldb: begin: %w", classify(err))
 	}
-	tx := &Tx{querier: querier{raw}, tx: raw}
+	tx := &Tx{querier: querier{raw}, tx: raw, dialect: db.dialect}
 	defer func() {
 		if p := recover(); p != nil {
 			_ = raw.Rollback()
