@@ -213,4 +213,3 @@ func rssMiB() float64 {
 	}
 	return 0
 }
-
