@@ -154,7 +154,7 @@ func (a *App) buildModules(ctx context.Context) error {
 		return err
 	}
 	a.catalog = catalog.New(a.db, catalog.Options{Registry: registry, Clock: a.clock,
-		Notifier: busNotifier{a.bus}, Logger: a.log})
+		Notifier: busNotifier{b: a.bus, local: a.applyLocalChange}, Logger: a.log})
 	snap, err := catalog.NewSnapshot(a.db, catalog.SnapshotOptions{Registry: registry,
 		RefreshInterval: a.cfg.Catalog.RefreshInterval.Std(), Clock: a.clock, Logger: a.log, Registerer: a.registry})
 	if err != nil {
@@ -236,17 +236,34 @@ func (a *App) runWorkers(ctx context.Context, wg *sync.WaitGroup) {
 	}
 }
 
-// busNotifier publishes config changes on the CONFIG stream for every node's snapshot.
-type busNotifier struct{ b *bus.Bus }
+// busNotifier publishes config changes on the CONFIG stream for every node's snapshot, after
+// applying them to this node's own: a client that publishes a resource can use it at once on the
+// node that answered (read your writes); other nodes follow within the notice's latency.
+type busNotifier struct {
+	b     *bus.Bus
+	local func(ctx context.Context, c catalog.Change)
+}
 
 // Notify implements catalog.Notifier.
 func (n busNotifier) Notify(ctx context.Context, c catalog.Change) error {
+	n.local(ctx, c)
 	data, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}
 	return n.b.Publish(ctx, bus.Message{Subject: n.b.Subject(bus.Config, "change"),
 		ID: fmt.Sprintf("cfg-%d", c.Seq), Data: data})
+}
+
+// applyLocalChange brings this node's snapshot up to a change it just committed; a failure only
+// delays it until the notice or the periodic refresh.
+func (a *App) applyLocalChange(ctx context.Context, c catalog.Change) {
+	if a.snapshot == nil || !a.snapshot.Loaded() {
+		return
+	}
+	if err := a.snapshot.OnNotice(ctx, c); err != nil {
+		a.log.Warn("apply own config change", "seq", c.Seq, "err", err)
+	}
 }
 
 func (a *App) readiness() map[string]func(context.Context) error {
