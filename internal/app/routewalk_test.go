@@ -347,7 +347,7 @@ func fillPath(path string, params map[string]string) string {
 
 // settle waits until every domain event of the tenant has left the outbox and been written to the
 // activity log, so that background consumers change none of its rows during the walk.
-func settle(t *testing.T, db *sqldb.DB, tenantID string) {
+func settle(t testing.TB, db *sqldb.DB, tenantID string) {
 	t.Helper()
 	ctx := context.Background()
 	require.Eventually(t, func() bool {
