@@ -116,18 +116,53 @@ func lineAmounts(buf []int64, items []Item) ([]int64, int64) {
 	return out, total
 }
 
-// cartVars is the cart as CEL conditions see it.
-func cartVars(c *Cart, cur string, amounts []int64, total int64) map[string]any {
-	items := make([]any, len(c.Items))
-	for i := range c.Items {
-		it := &c.Items[i]
-		items[i] = map[string]any{
-			"sku": it.SKU, "category": it.Category, "brand": it.Brand, "model": it.Model,
-			"unit_price": it.UnitPrice, "quantity": it.Quantity, "amount": amounts[i],
-		}
+// celVars are the variables of CEL conditions, kept between evaluations so that their maps are
+// refilled rather than allocated: CEL reads them during EvalBool and keeps nothing.
+type celVars struct {
+	vars, cart map[string]any
+	items      []any
+	itemMaps   []map[string]any
+	set        bool
+}
+
+// fill binds user and the cart as CEL conditions see it.
+func (v *celVars) fill(user map[string]any, c *Cart, cur string, amounts []int64, total int64) map[string]any {
+	if v.vars == nil {
+		v.vars, v.cart = make(map[string]any, 2), make(map[string]any, 5)
 	}
-	return map[string]any{
-		"business_line": c.BusinessLine, "channel": c.Channel, "currency": cur,
-		"amount": total, "items": items,
+	if cap(v.items) < len(c.Items) {
+		v.items = make([]any, len(c.Items))
+	}
+	items := v.items[:len(c.Items)]
+	for len(v.itemMaps) < len(c.Items) {
+		v.itemMaps = append(v.itemMaps, make(map[string]any, 7))
+	}
+	for i := range c.Items {
+		it, m := &c.Items[i], v.itemMaps[i]
+		m["sku"], m["category"], m["brand"], m["model"] = it.SKU, it.Category, it.Brand, it.Model
+		m["unit_price"], m["quantity"], m["amount"] = it.UnitPrice, it.Quantity, amounts[i]
+		items[i] = m
+	}
+	v.cart["business_line"], v.cart["channel"], v.cart["currency"] = c.BusinessLine, c.Channel, cur
+	v.cart["amount"], v.cart["items"] = total, items
+	v.vars["user"], v.vars["cart"] = user, v.cart
+	v.set = true
+	return v.vars
+}
+
+// reset drops the values of the last evaluation, keeping the maps' storage.
+func (v *celVars) reset() {
+	if !v.set {
+		return
+	}
+	v.set = false
+	clear(v.vars)
+	clear(v.cart)
+	clear(v.items)
+	for _, m := range v.itemMaps {
+		clear(m)
+	}
+	if len(v.itemMaps) > 64 {
+		v.itemMaps = nil // a large cart's maps are not kept
 	}
 }

@@ -300,6 +300,27 @@ func TestEvaluateCondition(t *testing.T) {
 	}
 }
 
+// TestEvaluateConditionCartsInTurn evaluates one condition on carts of different sizes in turn:
+// the condition's variables are refilled for each evaluation, never left from an earlier cart.
+func TestEvaluateConditionCartsInTurn(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	s := spec()
+	s.Condition = `size(cart.items) == 3 && cart.items.exists(i, i.sku == "p1" && i.amount == 300000) && cart.amount == 315997`
+	b.template(t, "tpl", s)
+	b.give("c1", "tpl")
+	one := qualify.Cart{BusinessLine: "retail", Channel: "app", Items: []qualify.Item{item("c1", "accessory", "acme", "", 5000, 2)}}
+	phone := shopCart()
+	phone.Items[0].UnitPrice = 250000
+	for i, tc := range []struct {
+		cart qualify.Cart
+		want bool
+	}{{shopCart(), true}, {one, false}, {shopCart(), true}, {phone, false}, {shopCart(), true}} {
+		o := outcome(t, b.evaluate(t, tc.cart), "c1")
+		require.Equal(t, tc.want, o.Applicable, "cart %d: %v", i, o.Reasons)
+	}
+}
+
 func TestEvaluateWindow(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

@@ -29,6 +29,7 @@ func price(in *Input, ids []string) (Pick, []Outcome, error) {
 		err.Fields = fs
 		return Pick{}, nil, err
 	}
+	e.fillSplits(outs, tis)
 	return e.priceTogether(outs, tis)
 }
 
@@ -55,7 +56,7 @@ func (e *evaluator) chosen(fs *problem.Fields, ids []string) ([]Outcome, []int32
 			fs.Add(path, "%s", e.msg.pick("not in the wallet", "不在券包中"))
 			continue
 		}
-		outs[k], tis[k] = e.outcome(&e.in.Coupons[i])
+		tis[k] = e.outcome(&outs[k], &e.in.Coupons[i])
 		if !outs[k].Applicable {
 			msgs := make([]string, len(outs[k].Reasons))
 			for j, r := range outs[k].Reasons {
@@ -112,8 +113,8 @@ func (e *evaluator) priceTogether(outs []Outcome, tis []int32) (Pick, []Outcome,
 	cs := make([]*cand, len(outs))
 	for k := range outs {
 		te := &e.tevals[tis[k]]
-		cs[k] = &cand{o: int32(k), t: te.t, value: te.value, elig: te.elig, exp: outs[k].ExpiresAt,
-			id: outs[k].CouponID, limit: int32(te.t.Spec.Stacking.MaxPerOrder)}
+		c := newCand(int32(k), te, outs[k].ExpiresAt, outs[k].CouponID)
+		cs[k] = &c
 	}
 	order := slices.Clone(cs)
 	slices.SortFunc(order, cmpApply)

@@ -24,7 +24,8 @@ type Input struct {
 //
 // The cart must have passed ValidateCart (a bad one does not panic, but its answer means nothing).
 // Outcomes come in wallet order; coupons of one template may share their Split and Reasons
-// arrays, so treat the result as read-only. Evaluate is safe for concurrent use.
+// arrays, and coupons that fail or are left out for the same reason may share their Reasons
+// array, so treat the result as read-only. Evaluate is safe for concurrent use.
 func Evaluate(in Input) Result { return evaluate(&in) }
 
 // Price values one chosen combination (a redemption): every coupon must apply and the set must be

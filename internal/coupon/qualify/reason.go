@@ -76,30 +76,53 @@ var (
 
 // notFor: `not valid for category "phone"` / `不适用于品类"phone"`.
 func (m messages) notFor(d dim, value string) Reason {
-	var msg string
+	var buf [160]byte
+	b := buf[:0]
 	switch {
 	case m.zh && value == "":
-		msg = "不适用于该" + dimZH[d]
+		b = append(append(b, "不适用于该"...), dimZH[d]...)
 	case m.zh:
-		msg = "不适用于" + dimZH[d] + strconv.Quote(value)
+		b = appendQuoted(append(append(b, "不适用于"...), dimZH[d]...), value)
 	case value == "":
-		msg = "not valid for this " + dimEN[d]
+		b = append(append(b, "not valid for this "...), dimEN[d]...)
 	default:
-		msg = "not valid for " + dimEN[d] + " " + strconv.Quote(value)
+		b = appendQuoted(append(append(append(b, "not valid for "...), dimEN[d]...), ' '), value)
 	}
-	return Reason{Code: dimReasons[d], Message: msg}
+	return Reason{Code: dimReasons[d], Message: string(b)}
+}
+
+// appendQuoted appends s quoted as strconv.Quote does, without its work when s is plain ASCII.
+func appendQuoted(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return strconv.AppendQuote(b, s)
+		}
+	}
+	return append(append(append(b, '"'), s...), '"')
 }
 
 const timeLayout = "2006-01-02 15:04 MST"
 
 func (m messages) notStarted(at time.Time) Reason {
-	ts := at.UTC().Format(timeLayout)
-	return Reason{Code: ReasonNotStarted, Message: m.pick("valid from "+ts, ts+"起可用")}
+	var buf [64]byte
+	b := buf[:0]
+	if m.zh {
+		b = append(at.UTC().AppendFormat(b, timeLayout), "起可用"...)
+	} else {
+		b = at.UTC().AppendFormat(append(b, "valid from "...), timeLayout)
+	}
+	return Reason{Code: ReasonNotStarted, Message: string(b)}
 }
 
 func (m messages) expired(at time.Time) Reason {
-	ts := at.UTC().Format(timeLayout)
-	return Reason{Code: ReasonExpired, Message: m.pick("expired at "+ts, "已于"+ts+"过期")}
+	var buf [64]byte
+	b := buf[:0]
+	if m.zh {
+		b = append(at.UTC().AppendFormat(append(b, "已于"...), timeLayout), "过期"...)
+	} else {
+		b = at.UTC().AppendFormat(append(b, "expired at "...), timeLayout)
+	}
+	return Reason{Code: ReasonExpired, Message: string(b)}
 }
 
 func (m messages) currency(code string) Reason {
@@ -131,6 +154,21 @@ func (m messages) exclusiveSelf() Reason {
 	return Reason{Code: ReasonStacking, Message: m.pick("exclusive: it is used alone, and the best stack gives more", "该券不可叠加，叠加组合更优惠")}
 }
 
+// leftOut is the fixed reason k (leftOtherFamily, …) of a coupon left out of the best stack.
+func (m messages) leftOut(k int) Reason {
+	switch k {
+	case leftOtherFamily:
+		return m.otherFamily()
+	case leftExclusiveChosen:
+		return m.exclusiveChosen()
+	case leftExclusiveSelf:
+		return m.exclusiveSelf()
+	case leftOneTemplate:
+		return m.oneTemplate()
+	}
+	return m.addsNothing()
+}
+
 func (m messages) exclusiveWithOthers() Reason {
 	return Reason{Code: ReasonStacking, Message: m.pick("exclusive: it must be used alone", "该券不可与其他券同时使用")}
 }
@@ -145,8 +183,14 @@ func (m messages) oneTemplate() Reason {
 
 // groupFull: `group "platform" allows 1 per order` / `"platform"组每单限用1张`.
 func (m messages) groupFull(group string, limit int) Reason {
-	n := strconv.Itoa(limit)
-	return Reason{Code: ReasonLimitReached, Message: m.pick(
-		"group "+strconv.Quote(group)+" allows "+n+" per order",
-		strconv.Quote(group)+"组每单限用"+n+"张")}
+	var buf [128]byte
+	b := buf[:0]
+	if m.zh {
+		b = appendQuoted(b, group)
+		b = append(strconv.AppendInt(append(b, "组每单限用"...), int64(limit), 10), "张"...)
+	} else {
+		b = appendQuoted(append(b, "group "...), group)
+		b = append(strconv.AppendInt(append(b, " allows "...), int64(limit), 10), " per order"...)
+	}
+	return Reason{Code: ReasonLimitReached, Message: string(b)}
 }

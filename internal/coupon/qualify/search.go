@@ -43,6 +43,7 @@ type searcher struct {
 	dupKeys bool
 	// memo and byValue serve complete: see groupPick.
 	memo        []groupPick
+	pickPool    []int32
 	byValue     [][]int32
 	byValueDone bool
 	picks       []*groupPick
@@ -52,13 +53,19 @@ type searcher struct {
 	mark                  []uint32
 	epoch                 uint32
 	// Scratch of denseIndexes, byGroup and prune.
-	gi, ki map[string]int32
-	lists  [][]int32
-	kth    []int64
-	top    []bool
-	kept   []*cand
-	moved  []int32
-	vals   []int64
+	groupNames []string
+	gi         map[string]int32
+	keySlots   []int32
+	lists      [][]int32
+	kth        []int64
+	top        []bool
+	kept       []*cand
+	moved      []int32
+	vals       []int64
+	// Scratch of incumbent, groupPick and consider.
+	set, bestSet, inc, pickedBuf []int32
+	topBuf                       []int64
+	memA, memB                   []*cand
 	// suffix[k] is a bound of what the candidates from k on can add, computed once; see
 	// staticBounds.
 	suffix []int64
@@ -81,18 +88,18 @@ func (s *searcher) reset(cs []*cand, d dense, amounts []int64, consume bool, sp 
 	s.amt.resize(d.groups, d.maxLimit)
 	s.rate.resize(d.groups, d.maxLimit)
 	s.mark, s.epoch = resize(s.mark, len(amounts)), 0
-	s.memo, s.byValueDone = s.memo[:0], false
+	s.memo, s.pickPool, s.byValueDone = s.memo[:0], s.pickPool[:0], false
 	s.same, s.modular, s.dupKeys = resize(s.same, len(cs)), len(cs), false
 	seen := resize(s.top, d.keys) // top is free until prune
 	for j, c := range cs {
-		if j > 0 && cmpTerms(cs[j-1], c) == 0 && cs[j-1].t.kind == c.t.kind && cs[j-1].value == c.value {
+		if j > 0 && cs[j-1].kind == c.kind && cs[j-1].value == c.value && cmpTerms(cs[j-1], c) == 0 {
 			s.same[j] = true
 		}
 		if seen[c.key] {
 			s.dupKeys = true
 		}
 		seen[c.key] = true
-		if s.modular == len(cs) && (!consume || c.t.kind == kindAmountOff) {
+		if s.modular == len(cs) && (!consume || c.kind == kindAmountOff) {
 			s.modular = j
 		}
 	}
@@ -122,6 +129,8 @@ func (s *searcher) staticBounds(d dense) {
 func (s *searcher) release() {
 	s.c, s.sp = nil, nil
 	clear(s.kept)
+	clear(s.memA[:cap(s.memA)])
+	clear(s.memB[:cap(s.memB)])
 	clear(s.memo[:cap(s.memo)])
 }
 
@@ -135,26 +144,60 @@ type dense struct {
 // denseIndexes numbers the candidates' stack groups and template keys from 0.
 func (s *searcher) denseIndexes(cs []*cand) dense {
 	if s.gi == nil {
-		s.gi, s.ki = map[string]int32{}, map[string]int32{}
+		s.gi = map[string]int32{}
 	}
 	clear(s.gi)
-	clear(s.ki)
+	// Keys go through an open-addressing table of candidates (1 + index; 0: free) on the
+	// templates' key hashes, twice the candidates in size.
+	size := 16
+	for size < 2*len(cs) {
+		size *= 2
+	}
+	slots := resize(s.keySlots, size)
+	mask := uint64(size - 1)
+	keys := int32(0)
+	// Groups are usually few: a linear search beats a map until there are many.
+	groups := s.groupNames[:0]
 	var d dense
-	for _, c := range cs {
-		g, ok := s.gi[c.t.Spec.Stacking.Group]
-		if !ok {
-			g = int32(len(s.gi))
-			s.gi[c.t.Spec.Stacking.Group] = g
+	for j, c := range cs {
+		name := c.t.Spec.Stacking.Group
+		var g int32
+		if len(groups) <= 16 {
+			g = int32(slices.Index(groups, name))
+		} else if i, ok := s.gi[name]; ok {
+			g = i
+		} else {
+			g = -1
 		}
-		k, ok := s.ki[c.t.Key]
-		if !ok {
-			k = int32(len(s.ki))
-			s.ki[c.t.Key] = k
+		if g < 0 {
+			g = int32(len(groups))
+			groups = append(groups, name)
+			if len(groups) > 16 {
+				if len(s.gi) == 0 {
+					for i, n := range groups {
+						s.gi[n] = int32(i)
+					}
+				}
+				s.gi[name] = g
+			}
 		}
-		c.group, c.key = g, k
+		c.group, c.key = g, -1
+		h := c.t.keyHash & mask
+		for ; slots[h] != 0; h = (h + 1) & mask {
+			if o := cs[slots[h]-1]; o.t.Key == c.t.Key {
+				c.key = o.key
+				break
+			}
+		}
+		if c.key < 0 {
+			c.key, slots[h] = keys, int32(j)+1
+			keys++
+		}
 		d.maxLimit = max(d.maxLimit, c.limit)
 	}
-	d.groups, d.keys = len(s.gi), len(s.ki)
+	d.groups, d.keys = len(groups), int(keys)
+	clear(groups)
+	s.groupNames, s.keySlots = groups, slots
 	return d
 }
 
@@ -184,7 +227,7 @@ func (s *searcher) byGroup() [][]int32 {
 func (s *searcher) incumbent() ([]int32, int64) {
 	pick := s.chosen[:0] // the search has not started: chosen is free
 	used := s.keyUsed    // likewise; cleared below
-	var set, bestSet []int32
+	set, bestSet := s.set[:0], s.bestSet[:0]
 	for _, list := range s.byGroup() {
 		var bestSum int64
 		bestSet = bestSet[:0]
@@ -232,8 +275,9 @@ func (s *searcher) incumbent() ([]int32, int64) {
 	for i := len(kept) - 1; i >= 0; i-- {
 		s.unapply(s.c[kept[i]], vals[i])
 	}
-	s.vals = vals
-	out := slices.Clone(kept)
+	s.vals, s.set, s.bestSet = vals, set, bestSet
+	out := append(s.inc[:0], kept...)
+	s.inc = out
 	s.chosen = s.chosen[:0]
 	return out, total
 }
@@ -392,7 +436,7 @@ func (s *searcher) complete(k int) bool {
 	}
 	at := len(s.chosen)
 	for _, p := range picks {
-		s.chosen = append(s.chosen, p.picks...)
+		s.chosen = append(s.chosen, s.pickPool[p.at:p.at+p.n]...)
 	}
 	slices.Sort(s.chosen[at:])
 	s.cur += add
@@ -412,12 +456,13 @@ const maxPickMemo = 1 << 14
 type groupPick struct {
 	done      bool
 	most, sum int64
-	picks     []int32
+	// The picks are pickPool[at:at+n].
+	at, n int32
 }
 
 func (s *searcher) groupPick(g int32) *groupPick {
 	m := int(s.maxLim) + 1
-	p := &groupPick{}
+	var p *groupPick
 	if size := len(s.count) * m * m; size <= maxPickMemo {
 		if len(s.memo) != size {
 			s.memo = resize(s.memo[:cap(s.memo)], size)
@@ -427,6 +472,8 @@ func (s *searcher) groupPick(g int32) *groupPick {
 			return p
 		}
 		p.done = true
+	} else {
+		p = &groupPick{}
 	}
 	if !s.byValueDone {
 		s.byValue, s.byValueDone = s.groupLists(s.modular), true
@@ -437,7 +484,7 @@ func (s *searcher) groupPick(g int32) *groupPick {
 		return p
 	}
 	// most: the allow highest amounts (or bonuses) among those that may join.
-	top := make([]int64, 0, allow)
+	top := s.topBuf[:0]
 	for _, j := range list {
 		c := s.c[j]
 		if c.limit <= count {
@@ -459,7 +506,8 @@ func (s *searcher) groupPick(g int32) *groupPick {
 	for _, v := range top {
 		p.most += v
 	}
-	picked := make([]int32, 0, allow)
+	s.topBuf = top
+	picked := s.pickedBuf[:0]
 	for n := int32(1); n <= allow; n++ {
 		var sum int64
 		picked = picked[:0]
@@ -476,16 +524,25 @@ func (s *searcher) groupPick(g int32) *groupPick {
 			break
 		}
 		if sum > p.sum {
-			p.sum, p.picks = sum, slices.Clone(picked)
+			p.sum, p.at, p.n = sum, int32(len(s.pickPool)), int32(len(picked))
+			s.pickPool = append(s.pickPool, picked...)
 		}
 	}
+	s.pickedBuf = picked
 	return p
 }
 
 // groupLists lists, per group, the candidates from k on by value (highest first), then expiry,
 // then id.
 func (s *searcher) groupLists(k int) [][]int32 {
-	out := make([][]int32, len(s.count))
+	out := s.byValue
+	if cap(out) < len(s.count) {
+		out = make([][]int32, len(s.count))
+	}
+	out = out[:len(s.count)]
+	for g := range out {
+		out[g] = out[g][:0]
+	}
 	for j := k; j < len(s.c); j++ {
 		g := s.c[j].group
 		out[g] = append(out[g], int32(j))
@@ -517,7 +574,8 @@ func (s *searcher) consider() {
 			return
 		}
 	default:
-		if cmpMembers(s.members(s.chosen), s.members(s.best.idx)) >= 0 {
+		s.memA, s.memB = s.members(s.memA, s.chosen), s.members(s.memB, s.best.idx)
+		if cmpMembers(s.memA, s.memB) >= 0 {
 			return
 		}
 	}
@@ -525,12 +583,13 @@ func (s *searcher) consider() {
 	s.best.idx = append(s.best.idx[:0], s.chosen...)
 }
 
-func (s *searcher) members(idx []int32) []*cand {
-	out := make([]*cand, len(idx))
-	for i, j := range idx {
-		out[i] = s.c[j]
+// members appends to buf[:0] the candidates idx.
+func (s *searcher) members(buf []*cand, idx []int32) []*cand {
+	buf = buf[:0]
+	for _, j := range idx {
+		buf = append(buf, s.c[j])
 	}
-	return out
+	return buf
 }
 
 // apply adds c to the current stack: its value on what is left of its items, taken off them.
@@ -585,7 +644,7 @@ func (s *searcher) bound(k int) int64 {
 		if allow <= 0 || c.limit <= s.count[g] || s.keyUsed[c.key] {
 			continue
 		}
-		pct := c.t.kind == kindPercentOff
+		pct := c.kind == kindPercentOff
 		var base int64
 		for _, i := range c.elig {
 			base += s.r[i]

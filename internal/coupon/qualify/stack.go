@@ -14,6 +14,13 @@ const (
 	numFamilies
 )
 
+func (c *cand) family() int {
+	if c.kind == kindSellerBonus {
+		return famBonus
+	}
+	return famDiscount
+}
+
 func family(t *Template) int {
 	if t.kind == kindSellerBonus {
 		return famBonus
@@ -33,6 +40,17 @@ type cand struct {
 	// group and key are dense indexes of the stack group and template key, within the search.
 	group, key int32
 	limit      int32
+	// kind and excl are the template's, copied so that ordering candidates reads the candidates
+	// only.
+	kind int8
+	excl bool
+}
+
+// newCand is the candidate of coupon o (expiring at exp, id) of template te.
+func newCand(o int32, te *tmplEval, exp time.Time, id string) cand {
+	t := te.t
+	return cand{o: o, t: t, value: te.value, elig: te.elig, exp: exp, id: id,
+		limit: int32(t.Spec.Stacking.MaxPerOrder), kind: t.kind, excl: t.excl}
 }
 
 // cmpExpiry compares expiries, "no expiry" (zero) last.
@@ -56,7 +74,7 @@ func cmpExpiry(a, b time.Time) int {
 // terms, eligible items), then by expiry and id, so that interchangeable coupons sit together,
 // earliest expiry first.
 func cmpApply(a, b *cand) int {
-	if c := cmp.Compare(a.t.kind, b.t.kind); c != 0 {
+	if c := cmp.Compare(a.kind, b.kind); c != 0 {
 		return c
 	}
 	if c := cmp.Compare(b.value, a.value); c != 0 {
@@ -96,31 +114,14 @@ func cmpTerms(a, b *cand) int {
 }
 
 func (c *cand) exclusive() int {
-	if c.t.exclusive() {
+	if c.excl {
 		return 1
 	}
 	return 0
 }
 
-// bestSingle is the applicable coupon of highest positive value; ties go to the earliest expiry,
-// then the smallest coupon id.
-func bestSingle(outs []Outcome) *Pick {
-	best := -1
-	for i := range outs {
-		o := &outs[i]
-		if !o.Applicable || o.Discount <= 0 {
-			continue
-		}
-		if best < 0 || betterSingle(o, &outs[best]) {
-			best = i
-		}
-	}
-	if best < 0 {
-		return nil
-	}
-	return &Pick{CouponIDs: []string{outs[best].CouponID}, Discount: outs[best].Discount}
-}
-
+// betterSingle reports whether a is a better single coupon than b: higher value, then earlier
+// expiry, then smaller id.
 func betterSingle(a, b *Outcome) bool {
 	if a.Discount != b.Discount {
 		return a.Discount > b.Discount
@@ -152,13 +153,16 @@ func (a *stack) better(b *stack) bool {
 }
 
 func cmpMembers(a, b []*cand) int {
-	ea, eb := make([]time.Time, len(a)), make([]time.Time, len(b))
-	ia, ib := make([]string, len(a)), make([]string, len(b))
-	for i := range a {
-		ea[i], ia[i] = a[i].exp, a[i].id
+	// Stacks are small: the scratch lives on the stack unless one holds more than 8 coupons.
+	var ebuf [2][8]time.Time
+	var ibuf [2][8]string
+	ea, eb := ebuf[0][:0], ebuf[1][:0]
+	ia, ib := ibuf[0][:0], ibuf[1][:0]
+	for _, c := range a {
+		ea, ia = append(ea, c.exp), append(ia, c.id)
 	}
-	for i := range b {
-		eb[i], ib[i] = b[i].exp, b[i].id
+	for _, c := range b {
+		eb, ib = append(eb, c.exp), append(ib, c.id)
 	}
 	slices.SortFunc(ea, cmpExpiry)
 	slices.SortFunc(eb, cmpExpiry)
@@ -170,9 +174,20 @@ func cmpMembers(a, b []*cand) int {
 	return slices.Compare(ia, ib)
 }
 
+// betterAlone reports whether a, used alone, beats b used alone: stack.better for stacks of one.
+func betterAlone(a, b *cand) bool {
+	if a.value != b.value {
+		return a.value > b.value
+	}
+	if c := cmpExpiry(a.exp, b.exp); c != 0 {
+		return c < 0
+	}
+	return a.id < b.id
+}
+
 // bestStack finds the best stack and gives the applicable coupons it leaves out their reason.
 func (e *evaluator) bestStack(res *Result, tidx []int32) {
-	cands := e.candidates(res.Coupons, tidx)
+	cands := e.candidates(res.Coupons)
 	var best *stack
 	for f := range numFamilies {
 		if s := e.bestOfFamily(cands, f); s != nil && (best == nil || s.better(best)) {
@@ -190,33 +205,15 @@ func (e *evaluator) bestStack(res *Result, tidx []int32) {
 	e.leftOut(res.Coupons, tidx, best)
 }
 
-// candidates returns, per template, the applicable coupon of positive value that expires first
-// (then the smallest id).
-func (e *evaluator) candidates(outs []Outcome, tidx []int32) []cand {
-	n := 0
-	for i := range outs {
-		o := &outs[i]
-		if !o.Applicable || o.Discount <= 0 {
-			continue
-		}
-		r := &e.tevals[tidx[i]].rep
-		switch {
-		case *r < 0:
-			*r = int32(i)
-			n++
-		case cmpExpiry(o.ExpiresAt, outs[*r].ExpiresAt) < 0 ||
-			(o.ExpiresAt.Equal(outs[*r].ExpiresAt) && o.CouponID < outs[*r].CouponID):
-			*r = int32(i)
-		}
-	}
+// candidates returns, per template, its candidate picked by scan.
+func (e *evaluator) candidates(outs []Outcome) []cand {
 	cands := e.cands[:0]
 	for ti := range e.tevals {
 		te := &e.tevals[ti]
 		if te.rep < 0 {
 			continue
 		}
-		cands = append(cands, cand{o: te.rep, t: te.t, value: te.value, elig: te.elig,
-			exp: outs[te.rep].ExpiresAt, id: outs[te.rep].CouponID, limit: int32(te.t.Spec.Stacking.MaxPerOrder)})
+		cands = append(cands, newCand(te.rep, te, outs[te.rep].ExpiresAt, outs[te.rep].CouponID))
 	}
 	e.cands = cands
 	return cands
@@ -225,23 +222,26 @@ func (e *evaluator) candidates(outs []Outcome, tidx []int32) []cand {
 // bestOfFamily is the better of the family's best exclusive coupon alone and its best group
 // stack; nil when the family has no candidate.
 func (e *evaluator) bestOfFamily(cands []cand, fam int) *stack {
-	var best *stack
+	var alone *cand
 	group := e.group[:0]
 	for i := range cands {
 		c := &cands[i]
-		if family(c.t) != fam {
+		if c.family() != fam {
 			continue
 		}
-		if !c.t.exclusive() {
+		if !c.excl {
 			group = append(group, c)
 			continue
 		}
-		s := &stack{v: c.value, fam: fam, excl: true, c: []*cand{c}}
-		if best == nil || s.better(best) {
-			best = s
+		if alone == nil || betterAlone(c, alone) {
+			alone = c
 		}
 	}
 	e.group = group
+	var best *stack
+	if alone != nil {
+		best = &stack{v: alone.value, fam: fam, excl: true, c: []*cand{alone}}
+	}
 	if len(group) > 0 {
 		s := e.searchGroup(group, fam == famDiscount)
 		s.fam = fam
@@ -280,16 +280,52 @@ func (e *evaluator) searchGroup(group []*cand, consume bool) *stack {
 	return out
 }
 
-// leftOut gives each applicable coupon outside the best stack the reason it is left out.
-func (e *evaluator) leftOut(outs []Outcome, tidx []int32, best *stack) {
-	in := make([]bool, len(outs))
-	type groupUse struct {
-		name         string
-		count, limit int
-		full         Reason // the "group is full" reason, built once
-		fullLimit    int
+// groupUse is how a group is used by the best stack, for leftOut.
+type groupUse struct {
+	name         string
+	count, limit int
+}
+
+// fullReason is a "group is full" reason, built once per group and limit.
+type fullReason struct {
+	group string
+	limit int
+	r     []Reason
+}
+
+// groupFull is the reason of a coupon left out because its group allows limit per order.
+func (e *evaluator) groupFull(group string, limit int) []Reason {
+	for i := range e.full {
+		if f := &e.full[i]; f.limit == limit && f.group == group {
+			return f.r
+		}
 	}
-	var groups []groupUse
+	r := e.reasonList(e.msg.groupFull(group, limit))
+	e.full = append(e.full, fullReason{group: group, limit: limit, r: r})
+	return r
+}
+
+// full reports whether the group use g has no room for a coupon of t.
+func full(g *groupUse, t *Template) bool {
+	return g != nil && g.count+1 > min(g.limit, t.Spec.Stacking.MaxPerOrder)
+}
+
+// The fixed reasons of leftOut, indexes of its array of shared reasons.
+const (
+	leftOtherFamily = iota
+	leftExclusiveChosen
+	leftExclusiveSelf
+	leftOneTemplate
+	leftAddsNothing
+	numLeft
+)
+
+// leftOut gives each applicable coupon outside the best stack the reason it is left out. Coupons
+// left out for the same reason share its (read-only) one-reason slice.
+func (e *evaluator) leftOut(outs []Outcome, tidx []int32, best *stack) {
+	in := resize(e.inStack, len(outs))
+	e.inStack = in
+	groups := e.groups[:0]
 	useOf := func(name string) *groupUse {
 		for i := range groups {
 			if groups[i].name == name {
@@ -311,34 +347,51 @@ func (e *evaluator) leftOut(outs []Outcome, tidx []int32, best *stack) {
 		g.count++
 		g.limit = min(g.limit, c.t.Spec.Stacking.MaxPerOrder)
 	}
-	inStack := func(key string) bool {
-		return slices.ContainsFunc(best.c, func(c *cand) bool { return c.t.Key == key })
+	e.groups = groups
+	inStack := func(t *Template) bool {
+		for _, c := range best.c {
+			if c.t == t || c.t.Key == t.Key {
+				return true
+			}
+		}
+		return false
 	}
+	var fixed [numLeft][]Reason
+	byTemplate := resize(e.leftBy, len(e.tevals)) // a coupon's reason depends on its template only
+	e.leftBy = byTemplate
 	for i := range outs {
 		o := &outs[i]
 		if !o.Applicable || in[i] {
 			continue
 		}
-		t := e.tevals[tidx[i]].t
-		var r Reason
-		switch g := useOf(t.Spec.Stacking.Group); {
-		case family(t) != best.fam:
-			r = e.msg.otherFamily()
-		case best.excl:
-			r = e.msg.exclusiveChosen()
-		case t.exclusive():
-			r = e.msg.exclusiveSelf()
-		case inStack(t.Key):
-			r = e.msg.oneTemplate()
-		case g != nil && g.count+1 > min(g.limit, t.Spec.Stacking.MaxPerOrder):
-			limit := min(g.limit, t.Spec.Stacking.MaxPerOrder)
-			if g.full.Code == "" || g.fullLimit != limit {
-				g.full, g.fullLimit = e.msg.groupFull(g.name, limit), limit
-			}
-			r = g.full
-		default:
-			r = e.msg.addsNothing()
+		if r := byTemplate[tidx[i]]; r != nil {
+			o.Reasons = r
+			continue
 		}
-		o.Reasons = e.reasonList(r)
+		t := e.tevals[tidx[i]].t
+		var k int
+		switch {
+		case family(t) != best.fam:
+			k = leftOtherFamily
+		case best.excl:
+			k = leftExclusiveChosen
+		case t.exclusive():
+			k = leftExclusiveSelf
+		case inStack(t):
+			k = leftOneTemplate
+		case full(useOf(t.Spec.Stacking.Group), t):
+			g := useOf(t.Spec.Stacking.Group)
+			o.Reasons = e.groupFull(g.name, min(g.limit, t.Spec.Stacking.MaxPerOrder))
+			byTemplate[tidx[i]] = o.Reasons
+			continue
+		default:
+			k = leftAddsNothing
+		}
+		if fixed[k] == nil {
+			fixed[k] = e.reasonList(e.msg.leftOut(k))
+		}
+		o.Reasons, byTemplate[tidx[i]] = fixed[k], fixed[k]
 	}
+	clear(byTemplate)
+	clear(groups)
 }

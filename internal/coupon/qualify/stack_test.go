@@ -389,3 +389,31 @@ func describe(b *testBundle, c qualify.Cart) string {
 	}
 	return out
 }
+
+// TestBestStackManyGroups stacks coupons of twenty groups, one each: past a handful of groups the
+// search numbers them through a map instead of a list, with the same answer.
+func TestBestStackManyGroups(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var want []string
+	for i := range 20 {
+		key := fmt.Sprintf("t%02d", i)
+		b.template(t, key, amountOff(int64(100+i), fmt.Sprintf("g%02d", i), 1))
+		b.give("c"+key, key).ExpiresAt = now.Add(time.Duration(1+i) * time.Hour)
+		want = append(want, "c"+key)
+	}
+	b.template(t, "t99", amountOff(50, "g05", 1)) // loses its group to t05
+	b.give("ct99", "t99")
+	res := b.evaluate(t, shopCart())
+	require.NotNil(t, res.Best.Stack)
+	var sum int64
+	for i := range 20 {
+		sum += int64(100 + i)
+	}
+	require.Equal(t, sum, res.Best.Stack.Discount)
+	require.ElementsMatch(t, want, res.Best.Stack.CouponIDs)
+	require.Equal(t, []string{qualify.ReasonLimitReached}, codes(outcome(t, res, "ct99")))
+	pick, _, err := qualify.Price(b.input(shopCart()), res.Best.Stack.CouponIDs)
+	require.NoError(t, err)
+	require.Equal(t, *res.Best.Stack, pick)
+}

@@ -1,6 +1,7 @@
 package qualify
 
 import (
+	"hash/maphash"
 	"slices"
 	"time"
 
@@ -66,12 +67,65 @@ func itemValue(it *Item, d dim) string {
 	return it.SKU
 }
 
-// matcher is a compiled Rule: sorted include and exclude lists.
+// matcher is a compiled Rule: sorted include and exclude lists, and their values' hashes, sorted,
+// so that a value is usually found absent without comparing strings.
 type matcher struct {
 	inc, exc []string
+	ih, eh   []uint64
+	// ibits and ebits have the bit hashBit of each hash of ih and eh: a value whose bit is not
+	// set is absent without reading the lists.
+	ibits, ebits uint64
 }
 
-func newMatcher(r Rule) matcher { return matcher{inc: sortedSet(r.Include), exc: sortedSet(r.Exclude)} }
+func newMatcher(r Rule) matcher {
+	m := matcher{inc: sortedSet(r.Include), exc: sortedSet(r.Exclude)}
+	m.ih, m.eh = hashes(m.inc), hashes(m.exc)
+	for _, h := range m.ih {
+		m.ibits |= hashBit(h)
+	}
+	for _, h := range m.eh {
+		m.ebits |= hashBit(h)
+	}
+	return m
+}
+
+// hashBit is one of 64 bits picked by a hash.
+func hashBit(h uint64) uint64 { return 1 << (h >> 58) }
+
+// hashSeed seeds the hashes of the values: templates live in the process that compiled them.
+var hashSeed = maphash.MakeSeed()
+
+func hashOf(v string) uint64 { return maphash.String(hashSeed, v) }
+
+// hashes returns the sorted hashes of vs (nil when empty).
+func hashes(vs []string) []uint64 {
+	if len(vs) == 0 {
+		return nil
+	}
+	hs := make([]uint64, len(vs))
+	for i, v := range vs {
+		hs[i] = hashOf(v)
+	}
+	slices.Sort(hs)
+	return hs
+}
+
+// admitsHashed is admits for a value whose hash (hashOf) is h.
+func (m *matcher) admitsHashed(v string, h uint64) bool {
+	bit := hashBit(h)
+	if m.ebits&bit != 0 && hasHash(m.eh, h) && has(m.exc, v) {
+		return false
+	}
+	return len(m.inc) == 0 || (m.ibits&bit != 0 && hasHash(m.ih, h) && has(m.inc, v))
+}
+
+func hasHash(sorted []uint64, h uint64) bool {
+	if len(sorted) <= 16 {
+		return slices.Contains(sorted, h)
+	}
+	_, ok := slices.BinarySearch(sorted, h)
+	return ok
+}
 
 // sortedSet returns vs sorted, sharing it when it already is.
 func sortedSet(vs []string) []string {
@@ -134,6 +188,9 @@ type terms struct {
 	rules     []dimRule
 	cartRules int
 	cond      *rules.Program
+	// hash and keyHash are where an evaluation's tables of templates and of keys start looking
+	// for it.
+	hash, keyHash uint64
 }
 
 // The kinds, in the order a stack applies them.
@@ -163,6 +220,7 @@ func Compile(key string, version int, spec Spec) (*Template, error) {
 		typ: spec.Type, currency: spec.Currency, cur: currencies[spec.Currency], cond: cond,
 		excl: spec.Stacking.Mode != StackGroup, scopeApplicable: spec.Threshold.Scope == ScopeApplicable,
 		amount: spec.Amount, bp: spec.PercentBP, cap: spec.Cap, threshold: spec.Threshold.Amount,
+		hash: hashOf(key) ^ uint64(version)*0x9e3779b97f4a7c15, keyHash: hashOf(key),
 	}}
 	switch spec.Type {
 	case TypeAmountOff:
@@ -235,6 +293,16 @@ func (t *Template) admitsCart(c *Cart) (dim, bool) {
 func (t *Template) admitsItem(it *Item) dim {
 	for i := range t.rules[t.cartRules:] {
 		if r := &t.rules[t.cartRules+i]; !r.admits(itemValue(it, r.d)) {
+			return r.d
+		}
+	}
+	return -1
+}
+
+// admitsItemHashed is admitsItem for an item whose values' hashes are h (by dimension).
+func (t *Template) admitsItemHashed(it *Item, h *[numDims]uint64) dim {
+	for i := range t.rules[t.cartRules:] {
+		if r := &t.rules[t.cartRules+i]; !r.admitsHashed(itemValue(it, r.d), h[r.d]) {
 			return r.d
 		}
 	}
