@@ -145,15 +145,14 @@ func New(db *sqldb.DB, opts Options) (*Service, error) {
 }
 
 // Close stops the fast path's group committer after it has flushed what is queued. Create keeps
-// working afterwards, on the slow path.
+// working afterwards, on the slow path (and CreateManyTx falls back to it).
 func (s *Service) Close() {
 	if s.fast != nil {
 		s.fast.Close()
 	}
-	if s.stmts != nil {
-		s.stmts.close()
-		s.stmts = nil
-	}
+	// The statements are closed, not forgotten: a CreateManyTx still running may read s.stmts; a
+	// closed statement fails its delivery, which then takes the ordinary path.
+	s.stmts.close()
 }
 
 func withDurations(o Options) Options {

@@ -11,13 +11,15 @@ import (
 	"github.com/perkhq/perk/internal/platform/problem"
 	"github.com/perkhq/perk/internal/platform/rules"
 	"github.com/perkhq/perk/internal/platform/sqldb"
+	"github.com/perkhq/perk/internal/reward"
 )
 
 // ApplyBatch applies behaviour events to the users' tasks in the caller's transaction: for every
 // event, the live tasks its type triggers (the snapshot's index) whose filter, window, claim mode
-// and limits let it count move on, and each stage it completes creates its grant, which runs right
+// and limits let it count move on, and each stage it completes creates its grant: delivered in tx
+// when its flow only writes to the database (the user task is then rewarded in tx), else run right
 // after the commit. Events are grouped: the user tasks and streaks they touch are read in one
-// query each and written in one statement each.
+// query each and written in one statement each, and the grants are created together.
 //
 // ApplyBatch is not idempotent across calls: run it in the transaction that records the events as
 // processed (ConsumeBatchTx does). A repeated event within the batch counts once. An event that
@@ -65,12 +67,14 @@ type batch struct {
 	order      []*UserTask // changed rows, in the order they were first changed
 	users      map[streakKey]map[string]any
 
-	events  []bus.Event
-	grants  []grantRow
-	moves   []State
-	stages  int // stages completed
-	refused int // completions the budget refused
-	bad     int // events without a tenant, user or type
+	events   []bus.Event
+	grants   []grantRow
+	prepared []reward.Prepared     // the grants of grants, written by flush
+	earlier  map[string][]grantRow // user task id → the grants earlier transactions recorded
+	moves    []State
+	stages   int // stages completed
+	refused  int // completions the budget refused
+	bad      int // events without a tenant, user or type
 }
 
 func (s *Service) newBatch(ctx context.Context, tx *sqldb.Tx) *batch {

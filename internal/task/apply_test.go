@@ -14,10 +14,11 @@ import (
 	"github.com/perkhq/perk/internal/task"
 )
 
-// TestDailyCheckin: the first check-in of a day claims and completes the user task and its grant
-// puts 10 points in the ledger before ApplyBatch's transaction call returns; the grant's outcome
-// makes it rewarded. The same event again, or a second check-in that day, changes nothing; the next
-// day is a new period.
+// TestDailyCheckin: the first check-in of a day claims and completes the user task, and its grant
+// (inline points: a flow that only writes to the database) puts 10 points in the ledger in
+// ApplyBatch's transaction, which makes the user task rewarded in the same commit; the grant's
+// events change nothing after. The same event again, or a second check-in that day, changes
+// nothing; the next day is a new period.
 func TestDailyCheckin(t *testing.T) {
 	t.Parallel()
 	sqldbtest.Run(t, sets, func(t *testing.T, db *sqldb.DB) {
@@ -29,7 +30,9 @@ func TestDailyCheckin(t *testing.T) {
 		require.EqualValues(t, 10, b.balance(t, alice, "points"))
 
 		ut := b.row(t, alice, "daily-checkin", "2026-11-16")
-		require.Equal(t, task.StateCompleted, ut.State)
+		require.Equal(t, task.StateRewarded, ut.State)
+		require.NotNil(t, ut.CompletedAt)
+		require.NotNil(t, ut.RewardedAt)
 		require.EqualValues(t, 1, ut.Progress)
 		require.Equal(t, 1, ut.Stage)
 		require.Equal(t, []int{0}, ut.StagesDone)
@@ -37,10 +40,13 @@ func TestDailyCheckin(t *testing.T) {
 		require.NotNil(t, ut.ExpiresAt)
 		require.Equal(t, time.Date(2026, 11, 17, 0, 0, 0, 0, shanghai).UTC(), *ut.ExpiresAt)
 		require.Len(t, ut.Grants, 1)
-		require.Equal(t, "pending", ut.Grants[0].State)
+		require.Equal(t, "succeeded", ut.Grants[0].State)
 		require.EqualValues(t, 10, ut.Grants[0].Cost.Points)
+		g, err := b.rewards.Get(context.Background(), shop, ut.Grants[0].GrantID)
+		require.NoError(t, err)
+		require.Equal(t, reward.StateSucceeded, g.State)
 
-		b.drain(t)
+		b.drain(t) // grant.created and grant.succeeded: nothing left to do
 		ut = b.row(t, alice, "daily-checkin", "2026-11-16")
 		require.Equal(t, task.StateRewarded, ut.State)
 		require.NotNil(t, ut.RewardedAt)
@@ -62,7 +68,7 @@ func TestDailyCheckin(t *testing.T) {
 		// 16:00 UTC is already the 17th in Shanghai: a new period.
 		b.apply(t, event(alice, "checkin", "", time.Date(2026, 11, 16, 16, 30, 0, 0, time.UTC)))
 		require.EqualValues(t, 20, b.balance(t, alice, "points"))
-		require.Equal(t, task.StateCompleted, b.row(t, alice, "daily-checkin", "2026-11-17").State)
+		require.Equal(t, task.StateRewarded, b.row(t, alice, "daily-checkin", "2026-11-17").State)
 		// Other users and other event types are untouched.
 		require.Zero(t, b.balance(t, bob, "points"))
 		b.apply(t, event(bob, "login", "", start))
@@ -73,7 +79,8 @@ func TestDailyCheckin(t *testing.T) {
 		require.Equal(t, 2.0, metricValue(t, reg, "perk_task_events_total", "applied"))
 		require.Equal(t, 3.0, metricValue(t, reg, "perk_task_events_total", "ignored"))
 		require.Equal(t, 2.0, metricValue(t, reg, "perk_task_transitions_total", "claimed"))
-		require.Equal(t, 1.0, metricValue(t, reg, "perk_task_transitions_total", "rewarded"))
+		require.Equal(t, 2.0, metricValue(t, reg, "perk_task_transitions_total", "completed"))
+		require.Equal(t, 2.0, metricValue(t, reg, "perk_task_transitions_total", "rewarded"))
 	})
 }
 
@@ -100,7 +107,7 @@ func TestWeeklyOrdersWithFilter(t *testing.T) {
 		b.apply(t, event(alice, "order.paid", `{"amount":9000}`, sunday),
 			event(alice, "order.paid", `{"amount":9000}`, sunday.Add(time.Hour)))
 		require.EqualValues(t, 100, b.balance(t, alice, "growth"))
-		require.Equal(t, task.StateCompleted, b.row(t, alice, "weekly-orders", "2026-W47").State)
+		require.Equal(t, task.StateRewarded, b.row(t, alice, "weekly-orders", "2026-W47").State)
 		next := b.row(t, alice, "weekly-orders", "2026-W48")
 		require.Equal(t, task.StateClaimed, next.State)
 		require.EqualValues(t, 1, next.Progress)
@@ -127,7 +134,7 @@ func TestMonthlyStagedSum(t *testing.T) {
 
 		b.apply(t, event(alice, "order.paid", `{"amount":45000}`, start.Add(2*time.Hour)))
 		ut = b.row(t, alice, "monthly-spend", "2026-11")
-		require.Equal(t, task.StateCompleted, ut.State)
+		require.Equal(t, task.StateRewarded, ut.State)
 		require.Equal(t, 2, ut.Stage)
 		require.EqualValues(t, 200, b.balance(t, alice, "points"))
 		b.drain(t)
@@ -139,7 +146,7 @@ func TestMonthlyStagedSum(t *testing.T) {
 		b.apply(t, event(bob, "order.paid", `{"amount":-5}`, start), event(bob, "order.paid", `{"amount":1.5}`, start),
 			event(bob, "order.paid", `{"amount":120000}`, start))
 		require.EqualValues(t, 200, b.balance(t, bob, "points"))
-		require.Equal(t, task.StateCompleted, b.row(t, bob, "monthly-spend", "2026-11").State)
+		require.Equal(t, task.StateRewarded, b.row(t, bob, "monthly-spend", "2026-11").State)
 		b.verifyLedger(t)
 	})
 }
@@ -163,7 +170,7 @@ func TestDistinctMetric(t *testing.T) {
 		require.Nil(t, ut.ExpiresAt)
 		b.apply(t, event(alice, "product.viewed", `{"item":{"sku":"C"}}`, start))
 		ut = b.row(t, alice, "explorer", task.PeriodOnce)
-		require.Equal(t, task.StateCompleted, ut.State)
+		require.Equal(t, task.StateRewarded, ut.State)
 		require.Equal(t, []string{"A", "42", "C"}, ut.Values)
 		require.EqualValues(t, 7, b.balance(t, alice, "points"))
 		b.apply(t, event(alice, "product.viewed", `{"item":{"sku":"D"}}`, start))
@@ -203,7 +210,7 @@ func TestLateEvents(t *testing.T) {
 		b.apply(t, event(alice, "order.paid", `{"amount":6000}`, start),
 			event(alice, "checkin", "", start.Add(-24*time.Hour)))
 		require.EqualValues(t, 1, b.row(t, alice, "weekly-orders", "2026-W47").Progress)
-		require.Equal(t, task.StateCompleted, b.row(t, alice, "daily-checkin", "2026-11-15").State)
+		require.Equal(t, task.StateRewarded, b.row(t, alice, "daily-checkin", "2026-11-15").State)
 		require.EqualValues(t, 10, b.balance(t, alice, "points"))
 
 		n, err := b.svc.ExpireDue(context.Background(), 0)
@@ -240,11 +247,11 @@ func TestVersionPinning(t *testing.T) {
 		require.EqualValues(t, 2, ut.Progress) // v1 needs 3
 		bobs := b.row(t, bob, "weekly-orders", "2026-W47")
 		require.Equal(t, 2, bobs.TaskVersion)
-		require.Equal(t, task.StateCompleted, bobs.State)
+		require.Equal(t, task.StateRewarded, bobs.State)
 		require.EqualValues(t, 500, b.balance(t, bob, "growth"))
 
 		b.apply(t, event(alice, "order.paid", `{"amount":7000}`, start.Add(2*time.Hour)))
-		require.Equal(t, task.StateCompleted, b.row(t, alice, "weekly-orders", "2026-W47").State)
+		require.Equal(t, task.StateRewarded, b.row(t, alice, "weekly-orders", "2026-W47").State)
 		require.EqualValues(t, 100, b.balance(t, alice, "growth")) // v1's reward
 		// Next week alice starts on v2.
 		b.apply(t, event(alice, "order.paid", `{"amount":1}`, start.Add(7*24*time.Hour)))

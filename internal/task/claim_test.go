@@ -79,7 +79,7 @@ func TestAudience(t *testing.T) {
 		b.setUser(alice, map[string]any{"level": 3, "tier": "gold"})
 		b.setUser(bob, map[string]any{"level": 1, "tier": "gold"})
 		b.apply(t, event(alice, "order.paid", `{"amount":10}`, start), event(bob, "order.paid", `{"amount":10}`, start))
-		require.Equal(t, task.StateCompleted, b.row(t, alice, "vip-orders", "2026-11").State)
+		require.Equal(t, task.StateRewarded, b.row(t, alice, "vip-orders", "2026-11").State)
 		require.Empty(t, b.rows(t, bob))
 
 		_, err := b.svc.Claim(ctx, task.ClaimParams{TenantID: shop, UserID: bob, Task: "vip-orders"})
@@ -133,7 +133,7 @@ func TestLimitsAndBudget(t *testing.T) {
 			for _, key := range []string{"first-two", "points-25"} {
 				ut := b.row(t, u, key, task.PeriodOnce)
 				if i < 2 {
-					require.Equal(t, task.StateCompleted, ut.State, "%s %s", u, key)
+					require.Equal(t, task.StateRewarded, ut.State, "%s %s", u, key)
 					continue
 				}
 				require.Equal(t, task.StateClaimed, ut.State, "%s %s", u, key)

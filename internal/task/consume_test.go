@@ -113,7 +113,7 @@ func TestConcurrentWriters(t *testing.T) {
 		completed := 0
 		for u := range users {
 			ut := b.row(t, fmt.Sprintf("u-%d", u), "ten-shares", task.PeriodOnce)
-			if ut.State == task.StateCompleted {
+			if ut.State == task.StateRewarded {
 				completed++
 				require.EqualValues(t, 10, ut.Progress) // a completed task takes no more
 				require.Len(t, ut.Grants, 1)

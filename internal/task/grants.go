@@ -16,19 +16,26 @@ import (
 const GrantsConsumer = "task-grants"
 
 // ConsumeGrants starts the durable consumer "task-grants" of grant events on the DOMAIN stream,
-// acting on grant.succeeded, grant.failed and grant.dead: the outcome of a task's grant moves its user task on (completed
-// → rewarded or failed, failed → rewarded once a replay succeeds). Each event is applied exactly
-// once (bus.ConsumeTx); grants of other sources are acknowledged and ignored. Every node may run it.
+// acting on grant.succeeded, grant.failed and grant.dead: the outcome of a task's grant moves its
+// user task on (completed → rewarded or failed, failed → rewarded once a replay succeeds). Each
+// event is applied exactly once, in batches of events arriving together (bus.ConsumeBatchTx: one
+// transaction per batch, a failing batch retried event by event); grants of other sources are
+// acknowledged and ignored. Every node may run it.
 func (s *Service) ConsumeGrants(ctx context.Context, b *bus.Bus) (stop func(), err error) {
-	return b.ConsumeTx(ctx, s.db, bus.ConsumerOptions{Stream: bus.Domain, Name: GrantsConsumer,
+	return b.ConsumeBatchTx(ctx, s.db, bus.ConsumerOptions{Stream: bus.Domain, Name: GrantsConsumer,
 		// One filter (grant.>) rather than three: servers before NATS 2.10 take one only.
 		FilterSubjects: []string{b.Subject(bus.Domain, "grant", ">")}},
-		func(ctx context.Context, tx *sqldb.Tx, m bus.Msg) error {
-			e, err := bus.DecodeEvent(m)
-			if err != nil {
-				return bus.Permanent(err)
+		func(ctx context.Context, tx *sqldb.Tx, msgs []bus.Msg) error {
+			for _, m := range msgs {
+				e, err := bus.DecodeEvent(m)
+				if err != nil {
+					return bus.Permanent(err)
+				}
+				if err := s.HandleGrantEvent(ctx, tx, e); err != nil {
+					return err
+				}
 			}
-			return s.HandleGrantEvent(ctx, tx, e)
+			return nil
 		})
 }
 

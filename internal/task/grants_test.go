@@ -144,3 +144,71 @@ func (b *testBundle) rewardsOnBus(t *testing.T, bs *bus.Bus) *reward.Service {
 	t.Cleanup(svc.Close)
 	return svc
 }
+
+// TestGrantsInTheBatchTransaction: a batch whose stage grants only write to the database
+// delivers them in its own transaction — the user task is rewarded when ApplyBatch's
+// transaction commits — while a grant whose step fails in that delivery falls back to the
+// ordinary path (pending, run after the commit, failed and retried): the batch's events are
+// applied all the same. A staged user task whose earlier stage grant is not delivered yet stays
+// completed until it is.
+func TestGrantsInTheBatchTransaction(t *testing.T) {
+	t.Parallel()
+	sqldbtest.Run(t, sets, func(t *testing.T, db *sqldb.DB) {
+		b := setup(t, db)
+		ctx := context.Background()
+		b.publish(t, reward.KindFlow, "fragile", flakyFlow(5))
+		b.publish(t, task.KindTask, "daily-checkin", checkinSpec)
+		b.publish(t, task.KindTask, "signup", spec(`{'kind':'one_off','trigger':{'event_types':['signup']},
+			'metric':{'type':'count'},'stages':[{'target':1,'flow':'fragile'}],'title':{'en':'Sign up'}}`))
+		b.publish(t, task.KindTask, "two-shares", spec(`{'kind':'staged','trigger':{'event_types':['share']},
+			'metric':{'type':'count'},'stages':[{'target':1,'flow':'fragile'},{'target':2,'rewards':[{'type':'points','amount':3}]}],
+			'title':{'en':'Share twice'}}`))
+		b.flaky.set(true)
+		b.apply(t, event(alice, "checkin", "", start), event(bob, "signup", "", start), event(carol, "share", "", start))
+
+		// Alice: delivered in the batch's transaction.
+		ut := b.row(t, alice, "daily-checkin", "2026-11-16")
+		require.Equal(t, task.StateRewarded, ut.State)
+		require.Equal(t, "succeeded", ut.Grants[0].State)
+		require.EqualValues(t, 10, b.balance(t, alice, "points"))
+		completed, rewarded := b.events(t, task.EventCompleted, ut.ID), b.events(t, task.EventRewarded, ut.ID)
+		require.Len(t, completed, 1)
+		require.Len(t, rewarded, 1)
+		require.Contains(t, string(rewarded[0].Data), ut.Grants[0].GrantID)
+
+		// Bob: the fragile grant fell back; it ran after the commit and failed.
+		signup := b.row(t, bob, "signup", task.PeriodOnce)
+		require.Equal(t, task.StateCompleted, signup.State)
+		require.Equal(t, "pending", signup.Grants[0].State)
+		g, err := b.rewards.Get(ctx, shop, signup.Grants[0].GrantID)
+		require.NoError(t, err)
+		require.Equal(t, reward.StateFailed, g.State)
+
+		// Carol: stage 1 (fragile) is owed; stage 2 is delivered at once, but the task waits for
+		// stage 1.
+		b.apply(t, event(carol, "share", "", start.Add(time.Minute)))
+		shares := b.row(t, carol, "two-shares", task.PeriodOnce)
+		require.Equal(t, task.StateCompleted, shares.State)
+		require.Equal(t, []string{"pending", "succeeded"}, []string{shares.Grants[0].State, shares.Grants[1].State})
+		require.EqualValues(t, 3, b.balance(t, carol, "points"))
+
+		b.drain(t)
+		require.Equal(t, task.StateRewarded, b.row(t, alice, "daily-checkin", "2026-11-16").State)
+		require.Len(t, b.events(t, task.EventRewarded, ut.ID), 1, "the grant events change nothing")
+		require.Equal(t, task.StateFailed, b.row(t, bob, "signup", task.PeriodOnce).State)
+		require.Equal(t, task.StateFailed, b.row(t, carol, "two-shares", task.PeriodOnce).State)
+
+		b.flaky.set(false)
+		b.clock.Advance(time.Hour)
+		_, err = b.rewards.Sweep(ctx, 0)
+		require.NoError(t, err)
+		b.drain(t)
+		require.Equal(t, task.StateRewarded, b.row(t, bob, "signup", task.PeriodOnce).State)
+		require.Equal(t, task.StateRewarded, b.row(t, carol, "two-shares", task.PeriodOnce).State)
+		require.EqualValues(t, 5, b.balance(t, bob, "points"))
+		require.EqualValues(t, 8, b.balance(t, carol, "points"))
+		b.verifyLedger(t)
+	})
+}
+
+const carol = "u-carol"

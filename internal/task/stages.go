@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/bits"
+	"slices"
 	"strconv"
 	"sync"
 
 	"github.com/perkhq/perk/internal/catalog"
 	"github.com/perkhq/perk/internal/ledger"
+	"github.com/perkhq/perk/internal/platform/bus"
 	"github.com/perkhq/perk/internal/platform/problem"
 	"github.com/perkhq/perk/internal/platform/sqldb"
 	"github.com/perkhq/perk/internal/reward"
@@ -35,7 +37,7 @@ func (b *batch) reach(c *compiled, ut *UserTask) error {
 	return nil
 }
 
-// completeStage takes the stage's cost from the budget, creates its grant (run after the commit)
+// completeStage takes the stage's cost from the budget, prepares its grant (written by flush)
 // and moves the row on: completed after the last stage, else a progressed event. It reports false
 // when the budget (or the stage's rewards) refused the completion: the row stays claimed, with the
 // reason recorded and announced once.
@@ -73,13 +75,13 @@ func (b *batch) completeStage(c *compiled, ut *UserTask, i int) (bool, error) {
 	ut.Stage, ut.StagesDone, ut.Reason = bits.OnesCount64(ut.done), stagesOf(ut.done), ""
 	b.touch(ut)
 	b.stages++
-	b.grants = append(b.grants, grantRow{tenant: ut.TenantID, user: ut.UserID, grantID: g.ID, userTaskID: ut.ID,
-		task: ut.Task, kind: grantStage, seq: i, state: grantPending, cost: cost})
+	b.grants = append(b.grants, grantRow{tenant: ut.TenantID, user: ut.UserID, grantID: g.ID(), userTaskID: ut.ID,
+		task: ut.Task, kind: grantStage, seq: i, state: grantPending, cost: cost, req: len(b.prepared) - 1})
 	if !final {
-		b.events = append(b.events, b.s.event(EventProgressed, ut, "", []string{g.ID}))
+		b.events = append(b.events, b.s.event(EventProgressed, ut, "", []string{g.ID()}))
 		return true, nil
 	}
-	if err := b.move(ut, StateCompleted, []string{g.ID}); err != nil {
+	if err := b.move(ut, StateCompleted, []string{g.ID()}); err != nil {
 		return false, err
 	}
 	return true, b.failIfEarlierFailed(ut)
@@ -91,7 +93,7 @@ func (b *batch) failIfEarlierFailed(ut *UserTask) error {
 	if ut.Stage < 2 || ut.inserted {
 		return nil
 	}
-	rows, err := grantRowsOf(b.ctx, b.tx, ut.TenantID, ut.UserID, ut.ID)
+	rows, err := b.grantRowsOf(ut)
 	if err != nil {
 		return err
 	}
@@ -159,27 +161,151 @@ func (b *batch) streakRewards(c *compiled, r *streakRow, ut *UserTask, prev, cur
 		if err != nil {
 			return err
 		}
-		b.grants = append(b.grants, grantRow{tenant: r.tenant, user: r.user, grantID: g.ID, userTaskID: utID,
-			task: r.task, kind: grantStreak, seq: n, state: grantPending, cost: cost})
+		b.grants = append(b.grants, grantRow{tenant: r.tenant, user: r.user, grantID: g.ID(), userTaskID: utID,
+			task: r.task, kind: grantStreak, seq: n, state: grantPending, cost: cost, req: len(b.prepared) - 1})
 	}
 	return nil
 }
 
-// grant creates a grant in the batch's transaction and has it run right after the commit.
-func (b *batch) grant(tenant, user, source string, seq int, rewards []reward.Reward, flow string, params map[string]any) (reward.Grant, error) {
-	g, _, err := b.s.opts.Rewards.CreateTx(b.ctx, b.tx, reward.CreateParams{TenantID: tenant, UserID: user,
+// grant prepares a grant of the batch (checked, with its id); flush writes the batch's grants
+// together (createGrants).
+func (b *batch) grant(tenant, user, source string, seq int, rewards []reward.Reward, flow string, params map[string]any) (reward.Prepared, error) {
+	p, err := b.s.opts.Rewards.Prepare(b.ctx, reward.CreateParams{TenantID: tenant, UserID: user,
 		SourceKind: SourceKind, SourceID: source, Seq: seq, Flow: flow, Rewards: rewards, Params: mustJSON(params)})
 	if err != nil {
-		return reward.Grant{}, err
+		return reward.Prepared{}, err
 	}
-	if err := b.s.opts.Rewards.ExecuteAfterCommit(b.ctx, b.tx, g.ID); err != nil {
-		return reward.Grant{}, err
-	}
-	return g, nil
+	b.prepared = append(b.prepared, p)
+	return p, nil
 }
 
-// flush writes what the batch changed: rows, trackers, grant records and events.
+// createGrants writes the batch's grants in its transaction (reward.CreateManyTx): those whose
+// flow only writes to the database are delivered in it, the others run right after the commit.
+// A stage grant delivered in the transaction is recorded succeeded, and a user task completed by
+// the batch whose stage grants all succeeded moves on to rewarded at once: the grant.succeeded
+// events that follow find nothing left to do.
+func (b *batch) createGrants() error {
+	if len(b.prepared) == 0 {
+		return nil
+	}
+	gs, err := b.s.opts.Rewards.CreateManyTx(b.ctx, b.tx, b.prepared)
+	if err != nil {
+		return err
+	}
+	var remap map[string]string
+	for i := range b.grants {
+		row := &b.grants[i]
+		g := gs[row.req]
+		if g.ID != row.grantID {
+			// The source had a grant already: it is the one recorded and announced.
+			if remap == nil {
+				remap = map[string]string{}
+			}
+			remap[row.grantID], row.grantID = g.ID, g.ID
+		}
+		if g.State == reward.StateSucceeded {
+			row.state = grantSucceeded
+		}
+	}
+	if remap != nil {
+		remapGrantIDs(b.events, remap)
+	}
+	return b.rewardCompleted()
+}
+
+// rewardCompleted moves the user tasks the batch completed to rewarded when every one of their
+// stage grants has succeeded (those of earlier batches included).
+func (b *batch) rewardCompleted() error {
+	stages := map[*UserTask][]grantRow{}
+	byID := map[string]*UserTask{}
+	for _, ut := range b.order {
+		if ut.State == StateCompleted {
+			byID[ut.ID] = ut
+		}
+	}
+	for _, g := range b.grants {
+		if ut := byID[g.userTaskID]; ut != nil && g.kind == grantStage {
+			stages[ut] = append(stages[ut], g)
+		}
+	}
+	for _, ut := range b.order {
+		rows, ok := stages[ut]
+		if !ok || ut.State != StateCompleted || !allSucceeded(rows) {
+			continue
+		}
+		if len(rows) < ut.Stage && !ut.inserted {
+			earlier, err := b.grantRowsOf(ut)
+			if err != nil {
+				return err
+			}
+			if !allSucceeded(earlier) {
+				continue
+			}
+			rows = append(rows, earlier...)
+		}
+		ids := make([]string, 0, len(rows))
+		for _, g := range rows {
+			if g.kind == grantStage && !slices.Contains(ids, g.grantID) {
+				ids = append(ids, g.grantID)
+			}
+		}
+		if err := b.move(ut, StateRewarded, ids); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// grantRowsOf reads the grants earlier transactions recorded for a user task, once per batch.
+func (b *batch) grantRowsOf(ut *UserTask) ([]grantRow, error) {
+	if rows, ok := b.earlier[ut.ID]; ok {
+		return rows, nil
+	}
+	rows, err := grantRowsOf(b.ctx, b.tx, ut.TenantID, ut.UserID, ut.ID)
+	if err != nil {
+		return nil, err
+	}
+	if b.earlier == nil {
+		b.earlier = map[string][]grantRow{}
+	}
+	b.earlier[ut.ID] = rows
+	return rows, nil
+}
+
+// allSucceeded reports whether every stage grant among rows has succeeded.
+func allSucceeded(rows []grantRow) bool {
+	for _, g := range rows {
+		if g.kind == grantStage && g.state != grantSucceeded {
+			return false
+		}
+	}
+	return true
+}
+
+// remapGrantIDs replaces grant ids in the events' data.
+func remapGrantIDs(events []bus.Event, remap map[string]string) {
+	for i, e := range events {
+		var data eventData
+		if json.Unmarshal(e.Data, &data) != nil || len(data.GrantIDs) == 0 {
+			continue
+		}
+		changed := false
+		for j, id := range data.GrantIDs {
+			if to, ok := remap[id]; ok {
+				data.GrantIDs[j], changed = to, true
+			}
+		}
+		if changed {
+			events[i].Data = mustJSON(data)
+		}
+	}
+}
+
+// flush writes what the batch changed: grants (createGrants), rows, trackers, grant records and events.
 func (b *batch) flush() error {
+	if err := b.createGrants(); err != nil {
+		return err
+	}
 	if err := saveUserTasks(b.ctx, b.tx, b.s.marks, b.order); err != nil {
 		return err
 	}

@@ -249,6 +249,8 @@ type grantRow struct {
 	seq                                           int
 	state                                         string
 	cost                                          Cost
+	// req is the grant's position among the batch's prepared grants.
+	req int
 }
 
 func insertGrantRows(ctx context.Context, tx *sqldb.Tx, m marks, rows []grantRow, now int64) error {

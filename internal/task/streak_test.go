@@ -145,7 +145,7 @@ func TestStreakMetric(t *testing.T) {
 		b.checkin(t, alice, 20)
 		b.checkin(t, alice, 21)
 		ut = b.row(t, alice, "three-days", "2026-11")
-		require.Equal(t, task.StateCompleted, ut.State)
+		require.Equal(t, task.StateRewarded, ut.State)
 		require.EqualValues(t, 3, ut.Progress)
 		require.EqualValues(t, 30, b.balance(t, alice, "growth"))
 	})

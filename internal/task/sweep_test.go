@@ -102,7 +102,7 @@ func TestExpirySweep(t *testing.T) {
 			require.Equal(t, task.StateExpired, ut.State)
 			require.Len(t, b.events(t, task.EventExpired, ut.ID), 1)
 		}
-		require.Equal(t, task.StateCompleted, b.row(t, bob, "weekly-orders", "2026-W47").State)
+		require.Equal(t, task.StateRewarded, b.row(t, bob, "weekly-orders", "2026-W47").State)
 		require.Equal(t, task.StateClaimed, b.row(t, alice, "weekly-orders", "2026-W48").State)
 	})
 }

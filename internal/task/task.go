@@ -7,9 +7,12 @@
 //	claimed → expired
 //	claimed | completed | failed → terminated
 //
-// A completed stage creates its grant (reward.Service.CreateTx, source "task"/<user task id>/<stage>)
-// in the transaction that completes it, and the grant runs right after the commit; the grant's
-// outcome (grant.succeeded, grant.failed, grant.dead on the DOMAIN stream) moves the user task on.
+// A completed stage creates its grant (source "task"/<user task id>/<stage>) in the transaction
+// that completes it, with the other grants of the batch (reward.Service.CreateManyTx): a grant
+// whose flow only writes to the database is delivered in that transaction, and a user task whose
+// stage grants all succeeded is rewarded in it too; any other grant (one that calls out, or one
+// whose delivery failed) runs right after the commit, and its outcome (grant.succeeded,
+// grant.failed, grant.dead on the DOMAIN stream) moves the user task on.
 // Every transition writes a task.* domain event in its transaction.
 package task
 
