@@ -65,7 +65,9 @@ func BenchmarkQualifyHTTP(b *testing.B) {
 		map[string]any{"sku": "b1", "category": "book", "brand": "pub", "unit_price": 3900, "quantity": 1},
 		map[string]any{"sku": "s1", "category": "snack", "brand": "other", "unit_price": 990, "quantity": 5},
 	}}}
-	settle(b, n.app.DB(), nm.Merchant.ID) // the issuance's events are logged before the clock starts
+	// The issuance's 4,000 events are logged and fanned out before the clock starts.
+	settle(b, n.app.DB(), nm.Merchant.ID)
+	waitQuiet(b, n.app.DB())
 	body, err := json.Marshal(cart)
 	require.NoError(b, err)
 	http.DefaultTransport.(*http.Transport).MaxIdleConnsPerHost = 64
@@ -95,5 +97,20 @@ func BenchmarkQualifyHTTP(b *testing.B) {
 			})
 			res.report(b, "requests")
 		})
+	}
+}
+
+// waitQuiet waits until the exactly-once consumers have stopped recording messages.
+func waitQuiet(b *testing.B, db *sqldb.DB) {
+	last, still := -1, 0
+	for still < 3 {
+		var n int
+		require.NoError(b, db.Reader().QueryRow(context.Background(), `SELECT COUNT(*) FROM bus_processed`).Scan(&n))
+		if n == last {
+			still++
+		} else {
+			last, still = n, 0
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
