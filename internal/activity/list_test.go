@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -107,7 +106,7 @@ func TestSearchWalksEveryPage(t *testing.T) {
 	})
 }
 
-func TestSearchIsStableUnderConcurrentInserts(t *testing.T) {
+func TestSearchIsStableUnderInterleavedInserts(t *testing.T) {
 	t.Parallel()
 	sqldbtest.Run(t, sets, func(t *testing.T, db *sqldb.DB) {
 		tb := setup(t, db, activity.Options{}, false)
@@ -121,35 +120,37 @@ func TestSearchIsStableUnderConcurrentInserts(t *testing.T) {
 		_, err := tb.svc.Write(ctx, before...)
 		require.NoError(t, err)
 
-		// Insert, while the walks run, records newer than, older than and among the first ones.
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
+		// Between every two pages of every walk, insert records newer than, older than and among the
+		// first ones: the walks must neither repeat nor skip what existed before they began.
+		rng := rand.New(rand.NewPCG(1, 2))
 		inserted := 0
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(1, 2))
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+		insert := func() {
+			for range 3 {
 				at := t0.Add(time.Duration(rng.IntN(200)-50) * time.Second)
-				e := event("mch_a", fmt.Sprint("u", i%3), "grant.succeeded", at)
-				e.ID = fmt.Sprintf("evt_new_%05d", i)
+				e := event("mch_a", fmt.Sprint("u", inserted%3), "grant.succeeded", at)
+				e.ID = fmt.Sprintf("evt_new_%05d", inserted)
 				_, err := tb.svc.Write(ctx, e)
-				if err != nil {
-					t.Error(err)
-					return
-				}
+				require.NoError(t, err)
 				inserted++
 			}
-		})
+		}
 		for _, p := range []activity.ListParams{
 			{TenantID: "mch_a", Limit: 7},
 			{TenantID: "mch_a", UserID: "u1", Limit: 5},
 			{TenantID: "mch_a", Type: "grant.*", Limit: 11},
 		} {
-			got := tb.all(t, p)
+			var got []activity.Record
+			for pages := 0; ; pages++ {
+				require.Less(t, pages, 10000, "the walk does not end")
+				page, err := tb.svc.List(ctx, p)
+				require.NoError(t, err)
+				got = append(got, page.Items...)
+				if page.Next == "" {
+					break
+				}
+				p.Cursor = page.Next
+				insert()
+			}
 			seen := map[string]bool{}
 			for i, r := range got {
 				require.False(t, seen[r.ID], "%s appears twice", r.ID)
@@ -160,12 +161,11 @@ func TestSearchIsStableUnderConcurrentInserts(t *testing.T) {
 						(r.OccurredAt.Equal(prev.OccurredAt) && r.ID < prev.ID), "order broken at %d", i)
 				}
 			}
+			p.Cursor = ""
 			for _, id := range expect(before, p) {
 				require.True(t, seen[id], "%s existed before the walk and was skipped", id)
 			}
 		}
-		close(stop)
-		wg.Wait()
 		require.Positive(t, inserted, "records were inserted during the walks")
 	})
 }
