@@ -39,7 +39,9 @@ func (b *Bus) ConsumeBatchTx(ctx context.Context, db *sqldb.DB, opts ConsumerOpt
 	bc := &batchConsumer{
 		consumer: consumer{bus: b, opts: opts, ctx: ctx, log: b.log.With("stream", opts.Stream, "consumer", opts.Name)},
 		db:       db, handler: handler, key: string(opts.Stream) + "/" + opts.Name,
-		in: make(chan jetstream.Msg, 2*opts.BatchSize), quit: make(chan struct{}),
+		// The server hands out at most MaxAckPending unacknowledged messages, so the callback never
+		// blocks on this queue (a blocked callback would starve the client of heartbeats).
+		in: make(chan jetstream.Msg, max(opts.MaxAckPending, opts.BatchSize)), quit: make(chan struct{}),
 	}
 	go bc.loop()
 	cc, err := cons.Consume(bc.enqueue, jetstream.PullMaxMessages(opts.BatchSize), jetstream.ConsumeErrHandler(bc.onError))
