@@ -44,7 +44,8 @@ func (b *Bus) ConsumeBatchTx(ctx context.Context, db *sqldb.DB, opts ConsumerOpt
 		in: make(chan jetstream.Msg, max(opts.MaxAckPending, opts.BatchSize)), quit: make(chan struct{}),
 	}
 	go bc.loop()
-	cc, err := cons.Consume(bc.enqueue, jetstream.PullMaxMessages(opts.BatchSize), jetstream.ConsumeErrHandler(bc.onError))
+	cc, err := cons.Consume(bc.enqueue, jetstream.PullMaxMessages(opts.BatchSize), jetstream.PullExpiry(pullExpiry),
+		jetstream.ConsumeErrHandler(bc.onError))
 	if err != nil {
 		close(bc.quit)
 		return nil, fmt.Errorf("bus: consume %s/%s: %w", opts.Stream, opts.Name, err)

@@ -49,6 +49,11 @@ type ConsumerOptions struct {
 	PruneInterval time.Duration
 }
 
+// pullExpiry bounds how long one pull request stays open. The client's default (30 s) let a
+// consumer under heavy load sit for the rest of a stuck pull before asking again (seen as
+// 30-second stalls of the task-progress consumer on a saturated 2-core box); 5 s bounds that.
+const pullExpiry = 5 * time.Second
+
 // DefaultBackoff is the redelivery schedule of a failing message.
 var DefaultBackoff = []time.Duration{time.Second, 5 * time.Second, 15 * time.Second, time.Minute, 5 * time.Minute}
 
@@ -151,7 +156,7 @@ func (b *Bus) Consume(ctx context.Context, opts ConsumerOptions, handler Handler
 	c := &consumer{bus: b, opts: opts, handler: handler, ctx: ctx,
 		log: b.log.With("stream", opts.Stream, "consumer", opts.Name)}
 	cc, err := cons.Consume(c.handle,
-		jetstream.PullMaxMessages(opts.BatchSize),
+		jetstream.PullMaxMessages(opts.BatchSize), jetstream.PullExpiry(pullExpiry),
 		jetstream.ConsumeErrHandler(c.onError))
 	if err != nil {
 		return nil, fmt.Errorf("bus: consume %s/%s: %w", opts.Stream, opts.Name, err)
