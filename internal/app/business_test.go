@@ -274,3 +274,43 @@ func TestCompletionReceiptOverHTTP(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, resp.Status)
 	require.Equal(t, int64(10), b.balance(t, "walk-in", "points"))
 }
+
+// TestClientDrivesEventsTasksAndCoupons runs a journey through the Go client's typed methods.
+func TestClientDrivesEventsTasksAndCoupons(t *testing.T) {
+	t.Parallel()
+	b := setupDemo(t, sqldb.SQLite)
+	ctx := b.ctx
+	res, err := b.shop.SendEvents(ctx, []client.Event{
+		{ID: "k-1", Source: "/app", Type: "checkin", Subject: "carol"},
+		{ID: "k-1", Source: "/app", Type: "checkin", Subject: "carol"},
+		{ID: "k-2", Source: "/app", Type: "no such type!", Subject: "carol"},
+	})
+	require.NoError(t, err)
+	require.Equal(t, []string{"accepted", "duplicate", "rejected"},
+		[]string{res.Results[0].Status, res.Results[1].Status, res.Results[2].Status})
+	require.Eventually(t, func() bool {
+		points, err := b.shop.Balance(ctx, "carol", "points")
+		return err == nil && points == 10
+	}, 30*time.Second, 5*time.Millisecond)
+	tasks, err := b.shop.UserTasks(ctx, "carol", "")
+	require.NoError(t, err)
+	require.Len(t, tasks, 3)
+
+	done, err := b.shop.CompleteTask(ctx, "dave", "daily-checkin", "visit-1", map[string]any{"store": 7})
+	require.NoError(t, err)
+	require.Equal(t, "rewarded", done.UserTask.State)
+
+	issued, err := b.shop.IssueCoupons(ctx, "phone10", "promo", []string{"carol"})
+	require.NoError(t, err)
+	require.True(t, issued[0].Created)
+	cart := client.Cart{Items: []client.CartItem{{SKU: "p1", Category: "phone", UnitPrice: 399900, Quantity: 1}}}
+	q, err := b.shop.Qualify(ctx, "carol", cart)
+	require.NoError(t, err)
+	require.Equal(t, int64(5000), q.Best.Single.Discount, "10 % off, capped at ¥50")
+	r, err := b.shop.LockCoupons(ctx, "carol", "order-9", q.Best.Single.CouponIDs, cart, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, "locked", r.State)
+	r, err = b.shop.SettleRedemption(ctx, r.ID, "release")
+	require.NoError(t, err)
+	require.Equal(t, "released", r.State)
+}
