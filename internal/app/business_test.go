@@ -314,3 +314,46 @@ func TestClientDrivesEventsTasksAndCoupons(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "released", r.State)
 }
+
+// TestAudienceReadsProfiles: a task for an audience counts only the users whose profile matches.
+func TestAudienceReadsProfiles(t *testing.T) {
+	t.Parallel()
+	b := setupDemo(t, sqldb.SQLite)
+	ctx := b.ctx
+	spec := map[string]any{"kind": "one_off", "trigger": map[string]any{"event_types": []string{"app.opened"}},
+		"metric": map[string]any{"type": "count"},
+		"claim":  map[string]any{"mode": "audience", "audience": `"vip" in user.tags && user.attributes.city == "Hangzhou"`},
+		"stages": []any{map[string]any{"target": 1, "rewards": []any{map[string]any{"type": "points", "amount": 7}}}},
+		"title":  map[string]any{"en": "VIP welcome"}}
+	_, err := b.shop.Do(ctx, http.MethodPost, "/v1/config/task", map[string]any{"key": "vip-welcome", "spec": spec}, nil)
+	require.NoError(t, err)
+	_, err = b.shop.Do(ctx, http.MethodPost, "/v1/config/task/vip-welcome/publish", nil, nil)
+	require.NoError(t, err)
+	for user, profile := range map[string]map[string]any{
+		"vip-hz":  {"attributes": map[string]any{"city": "Hangzhou"}, "tags": []string{"vip"}},
+		"vip-sh":  {"attributes": map[string]any{"city": "Shanghai"}, "tags": []string{"vip"}},
+		"regular": {"attributes": map[string]any{"city": "Hangzhou"}},
+	} {
+		_, err := b.shop.Do(ctx, http.MethodPut, "/v1/users/"+user+"/profile", profile, nil)
+		require.NoError(t, err)
+	}
+	var prof struct {
+		Tags []string `json:"tags"`
+	}
+	_, err = b.shop.Do(ctx, http.MethodGet, "/v1/users/vip-hz/profile", nil, &prof)
+	require.NoError(t, err)
+	require.Equal(t, []string{"vip"}, prof.Tags)
+
+	for i, user := range []string{"vip-hz", "vip-sh", "regular"} {
+		b.send(t, event(fmt.Sprint("open-", i), "app.opened", user, nil))
+	}
+	require.Eventually(t, func() bool { return b.balance(t, "vip-hz", "points") == 7 }, 30*time.Second, 5*time.Millisecond)
+	// A later event for vip-hz on another task shows the consumer went past the other two users.
+	b.send(t, event("after", "order.paid", "vip-hz", map[string]any{"amount": 6000}))
+	require.Eventually(t, func() bool {
+		_, n := b.taskState(t, "vip-hz", "weekly-orders")
+		return n == 1
+	}, 30*time.Second, 5*time.Millisecond)
+	require.Zero(t, b.balance(t, "vip-sh", "points"), "outside the audience: another city")
+	require.Zero(t, b.balance(t, "regular", "points"), "outside the audience: no vip tag")
+}

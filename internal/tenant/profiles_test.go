@@ -1,0 +1,63 @@
+package tenant_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/perkhq/perk/internal/platform/problem"
+	"github.com/perkhq/perk/internal/platform/sqldb"
+	"github.com/perkhq/perk/internal/platform/sqldb/sqldbtest"
+	"github.com/perkhq/perk/internal/tenant"
+)
+
+func TestProfiles(t *testing.T) {
+	t.Parallel()
+	sqldbtest.Run(t, []sqldb.Migrations{tenant.Migrations}, func(t *testing.T, db *sqldb.DB) {
+		tb := setup(t, db)
+		ctx := t.Context()
+
+		empty, err := tb.svc.Profile(ctx, "mch_a", "u1")
+		require.NoError(t, err)
+		require.Empty(t, empty.Attributes)
+		require.Empty(t, empty.Tags)
+		require.Nil(t, empty.UpdatedAt)
+
+		p, err := tb.svc.SetProfile(ctx, tenant.SetProfileParams{TenantID: "mch_a", UserID: "u1",
+			Attributes: map[string]any{"city": "Hangzhou", "vip": true}, Tags: []string{"new", "beta", "new"}})
+		require.NoError(t, err)
+		require.Equal(t, []string{"beta", "new"}, p.Tags)
+		got, err := tb.svc.Profile(ctx, "mch_a", "u1")
+		require.NoError(t, err)
+		require.Equal(t, "Hangzhou", got.Attributes["city"])
+		require.Equal(t, []string{"beta", "new"}, got.Tags)
+		require.Equal(t, map[string]any{"id": "u1", "attributes": got.Attributes, "tags": []any{"beta", "new"}}, got.UserVars())
+
+		other, err := tb.svc.Profile(ctx, "mch_b", "u1")
+		require.NoError(t, err)
+		require.Empty(t, other.Attributes, "profiles are per merchant")
+
+		// Replacing drops what is not sent.
+		_, err = tb.svc.SetProfile(ctx, tenant.SetProfileParams{TenantID: "mch_a", UserID: "u1", Tags: []string{"vip"}})
+		require.NoError(t, err)
+		got, err = tb.svc.Profile(ctx, "mch_a", "u1")
+		require.NoError(t, err)
+		require.Empty(t, got.Attributes)
+		require.Equal(t, []string{"vip"}, got.Tags)
+
+		// Bad input names each field and changes nothing.
+		_, err = tb.svc.SetProfile(ctx, tenant.SetProfileParams{TenantID: "mch_a", UserID: "u1",
+			Attributes: map[string]any{"blob": string(make([]byte, tenant.MaxProfileBytes))}, Tags: []string{"Not A Slug"}})
+		e, ok := problem.As(err)
+		require.True(t, ok)
+		require.Equal(t, problem.KindInvalid, e.Kind)
+		require.Len(t, e.Fields, 2)
+		require.Equal(t, "attributes", e.Fields[0].Path)
+		require.Equal(t, "tags[0]", e.Fields[1].Path)
+		got, err = tb.svc.Profile(ctx, "mch_a", "u1")
+		require.NoError(t, err)
+		require.Equal(t, []string{"vip"}, got.Tags)
+		_, err = tb.svc.SetProfile(ctx, tenant.SetProfileParams{TenantID: "mch_a", UserID: "bad user"})
+		require.Error(t, err)
+	})
+}
