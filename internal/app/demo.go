@@ -40,7 +40,11 @@ func (a *App) seedDemo(ctx context.Context, baseURL string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(a.DemoPath(), append(raw, '\n'), 0o600); err != nil {
+	// Written whole then renamed: a reader never sees a partial file.
+	if err := os.WriteFile(a.DemoPath()+".tmp", append(raw, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", a.DemoPath(), err)
+	}
+	if err := os.Rename(a.DemoPath()+".tmp", a.DemoPath()); err != nil {
 		return fmt.Errorf("write %s: %w", a.DemoPath(), err)
 	}
 	fmt.Fprintf(a.stdout, "\nDemo merchant %s (credentials in %s):\n  API key:           %s\n"+

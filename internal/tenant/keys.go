@@ -163,8 +163,13 @@ func (s *Service) EnsurePlatformKey(ctx context.Context, path string) (bool, err
 		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 			return fmt.Errorf("tenant: write platform key: %w", err)
 		}
-		// Written before commit: if the commit fails the file holds a dead key and the next start replaces it.
-		if err := os.WriteFile(path, []byte(key.Secret+"\n"), 0o600); err != nil {
+		// Written before commit: if the commit fails the file holds a dead key and the next start
+		// replaces it. Written whole then renamed, so a reader never sees a partial file.
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(key.Secret+"\n"), 0o600); err != nil {
+			return fmt.Errorf("tenant: write platform key: %w", err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
 			return fmt.Errorf("tenant: write platform key: %w", err)
 		}
 		created = true
