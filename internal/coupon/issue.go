@@ -148,7 +148,7 @@ func (s *Service) issueChunk(ctx context.Context, p IssueParams, t *qualify.Temp
 	for i, u := range users {
 		pairs[i] = userKey{u, p.BusinessKey + "/" + u}
 	}
-	existing, err := findByKeys(ctx, s.db.Reader(), s.marks, p.TenantID, pairs)
+	existing, err := findByKeys(ctx, s.db.Reader(), s.dialect, p.TenantID, pairs)
 	if err != nil {
 		return 0, err
 	}
@@ -191,7 +191,7 @@ func (s *Service) issueChunk(ctx context.Context, p IssueParams, t *qualify.Temp
 		for _, u := range without(reserved, refusedTx) {
 			cs = append(cs, s.newCoupon(p.TenantID, u, t, p.BusinessKey+"/"+u, p.SourceKind, p.SourceID, now))
 		}
-		inserted, err := insertCoupons(ctx, tx, s.marks, cs)
+		inserted, err := insertCoupons(ctx, tx, s.dialect, cs)
 		if err != nil {
 			return err
 		}
@@ -237,7 +237,7 @@ func (s *Service) fileRaced(ctx context.Context, p IssueParams, t *qualify.Templ
 	for i, u := range users {
 		pairs[i] = userKey{u, p.BusinessKey + "/" + u}
 	}
-	existing, err := findByKeys(ctx, s.db.Reader(), s.marks, p.TenantID, pairs)
+	existing, err := findByKeys(ctx, s.db.Reader(), s.dialect, p.TenantID, pairs)
 	if err != nil {
 		return err
 	}
@@ -347,7 +347,7 @@ func (s *Service) IssueTx(ctx context.Context, tx *sqldb.Tx, p TxIssueParams) (s
 	}
 	now := s.now()
 	c := s.newCoupon(p.TenantID, p.UserID, t, p.BusinessKey, p.SourceKind, p.SourceID, now)
-	inserted, err := insertCoupons(ctx, tx, s.marks, []Coupon{c})
+	inserted, err := insertCoupons(ctx, tx, s.dialect, []Coupon{c})
 	if err != nil {
 		return "", err
 	}
@@ -372,7 +372,7 @@ func (s *Service) IssueTx(ctx context.Context, tx *sqldb.Tx, p TxIssueParams) (s
 
 // issuedTx finds the coupon a business key issued, in tx.
 func (s *Service) issuedTx(ctx context.Context, tx *sqldb.Tx, p TxIssueParams) (string, bool, error) {
-	found, err := findByKeys(ctx, tx, s.marks, p.TenantID, []userKey{{p.UserID, p.BusinessKey}})
+	found, err := findByKeys(ctx, tx, s.dialect, p.TenantID, []userKey{{p.UserID, p.BusinessKey}})
 	if err != nil {
 		return "", false, err
 	}

@@ -69,7 +69,7 @@ func (s *Service) Archive(ctx context.Context, olderThan time.Duration, limit in
 			return err
 		}
 		moved = len(cs)
-		return moveToArchive(ctx, tx, s.marks, cs, now)
+		return moveToArchive(ctx, tx, s.dialect, cs, now)
 	})
 	if err != nil {
 		return 0, err
@@ -79,7 +79,7 @@ func (s *Service) Archive(ctx context.Context, olderThan time.Duration, limit in
 }
 
 // moveToArchive copies coupons into the archive and deletes them from the wallet.
-func moveToArchive(ctx context.Context, tx *sqldb.Tx, m marks, cs []Coupon, now time.Time) error {
+func moveToArchive(ctx context.Context, tx *sqldb.Tx, m sqldb.Dialect, cs []Coupon, now time.Time) error {
 	const arity = 18
 	const chunk = 200
 	for start := 0; start < len(cs); start += chunk {
@@ -92,8 +92,8 @@ func moveToArchive(ctx context.Context, tx *sqldb.Tx, m marks, cs []Coupon, now 
 				ins.WriteString(", ")
 				del.WriteString(", ")
 			}
-			ins.WriteString("(" + m.list(i*arity+1, arity) + ")")
-			del.WriteString("(" + m.list(i*3+1, 3) + ")")
+			ins.WriteString("(" + m.Placeholders(i*arity+1, arity) + ")")
+			del.WriteString("(" + m.Placeholders(i*3+1, 3) + ")")
 			var redeemed any
 			if c.RedeemedAt != nil {
 				redeemed = sqldb.Micros(*c.RedeemedAt)

@@ -63,7 +63,7 @@ func upTo(n int64) kv.Bounds {
 }
 
 // sqlLimits keeps the counters in coupon_counters, inside the issuing transaction.
-type sqlLimits struct{ marks marks }
+type sqlLimits struct{ dialect sqldb.Dialect }
 
 func (sqlLimits) reserve(context.Context, string, *qualify.Template, []string) (map[string]string, error) {
 	return nil, nil
@@ -85,7 +85,7 @@ func (l sqlLimits) checkTx(ctx context.Context, tx *sqldb.Tx, tenant string, t *
 	}
 	held := map[string]int64{}
 	if t.Spec.PerUser > 0 {
-		if held, err = countHeld(ctx, tx, l.marks, tenant, t.Key, users); err != nil {
+		if held, err = countHeld(ctx, tx, l.dialect, tenant, t.Key, users); err != nil {
 			return nil, err
 		}
 	}
@@ -133,7 +133,7 @@ func lockCounter(ctx context.Context, tx *sqldb.Tx, tenant, template string) (in
 // (tenant_id, user_id). Joins and IN lists let the planners, which have no statistics on a young
 // table, pick coupons_template and read every coupon of the template instead; comparing
 // template_key with an empty string appended keeps that index out of the probes.
-func countHeld(ctx context.Context, q sqldb.Querier, m marks, tenant, template string, users []string) (map[string]int64, error) {
+func countHeld(ctx context.Context, q sqldb.Querier, m sqldb.Dialect, tenant, template string, users []string) (map[string]int64, error) {
 	if len(users) == 0 {
 		return map[string]int64{}, nil
 	}
@@ -141,14 +141,14 @@ func countHeld(ctx context.Context, q sqldb.Querier, m marks, tenant, template s
 	args = append(args, tenant, template, tenant, template)
 	values := make([]string, len(users))
 	for i, u := range users {
-		values[i] = "(" + m.list(len(args)+1, 1) + ")"
+		values[i] = "(" + m.Placeholders(len(args)+1, 1) + ")"
 		args = append(args, u)
 	}
 	rows, err := q.Query(ctx, `SELECT k.column1,
-		(SELECT COUNT(*) FROM coupons c WHERE c.tenant_id = `+m.list(1, 1)+` AND c.user_id = k.column1
-			AND c.template_key || '' = `+m.list(2, 1)+`)
-		+ (SELECT COUNT(*) FROM coupons_archive a WHERE a.tenant_id = `+m.list(3, 1)+` AND a.user_id = k.column1
-			AND a.template_key || '' = `+m.list(4, 1)+`)
+		(SELECT COUNT(*) FROM coupons c WHERE c.tenant_id = `+m.Placeholders(1, 1)+` AND c.user_id = k.column1
+			AND c.template_key || '' = `+m.Placeholders(2, 1)+`)
+		+ (SELECT COUNT(*) FROM coupons_archive a WHERE a.tenant_id = `+m.Placeholders(3, 1)+` AND a.user_id = k.column1
+			AND a.template_key || '' = `+m.Placeholders(4, 1)+`)
 		FROM (VALUES `+strings.Join(values, ", ")+`) AS k`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("coupon: count held coupons: %w", err)

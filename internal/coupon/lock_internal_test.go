@@ -29,7 +29,7 @@ func TestTheConditionalUpdateAloneAdmitsOneLock(t *testing.T) {
 		c := Coupon{ID: ids.New("cpn", now), TenantID: "mch_a", UserID: "u1", Template: "t", TemplateVersion: 1,
 			State: StateIssued, IssuedAt: now, StartsAt: now, ExpiresAt: now.Add(time.Hour), BusinessKey: "k", UpdatedAt: now}
 		require.NoError(t, db.Tx(ctx, func(tx *sqldb.Tx) error {
-			_, err := insertCoupons(ctx, tx, s.marks, []Coupon{c})
+			_, err := insertCoupons(ctx, tx, s.dialect, []Coupon{c})
 			return err
 		}))
 		var (

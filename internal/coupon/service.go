@@ -61,7 +61,7 @@ type Service struct {
 	templates *templates
 	limits    limits
 	guard     kv.Store // per-coupon lock guards (a shared store only)
-	marks     marks
+	dialect   sqldb.Dialect
 	programs  *rules.Cache
 }
 
@@ -93,12 +93,12 @@ func New(db *sqldb.DB, opts Options) (*Service, error) {
 	}
 	s := &Service{db: db, opts: opts, clock: opts.Clock, log: opts.Logger.With("module", "coupon"),
 		metrics: newMetrics(opts.Registerer), templates: newTemplates(opts.Catalog, opts.Snapshot),
-		programs: rules.NewCache(0), marks: marksFor(db.Dialect())}
+		programs: rules.NewCache(0), dialect: db.Dialect()}
 	if shared(opts.KV) {
 		s.limits = newKVLimits(opts.KV, opts.Clock, s.log)
 		s.guard = opts.KV
 	} else {
-		s.limits = sqlLimits{marks: marksFor(db.Dialect())}
+		s.limits = sqlLimits{dialect: db.Dialect()}
 	}
 	return s, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/perkhq/perk/internal/platform/problem"
@@ -25,35 +24,6 @@ const insertArity = 13
 const insertChunk = 500
 
 type scanner interface{ Scan(dest ...any) error }
-
-// marks writes parameter markers: "$n" on PostgreSQL, a plain "?" on SQLite. Both engines take
-// "$n", but SQLite treats it as a name and looks names up in linear time, which makes binding
-// quadratic in the parameters of the multi-row statements (thousands of them). Markers written
-// with marks must appear in argument order, each once.
-type marks byte
-
-func marksFor(d sqldb.Dialect) marks {
-	if d == sqldb.SQLite {
-		return '?'
-	}
-	return '$'
-}
-
-// list is the markers of parameters start to start+n-1, comma-separated.
-func (m marks) list(start, n int) string {
-	var b strings.Builder
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		if m == '?' {
-			b.WriteString("?")
-		} else {
-			b.WriteString("$" + strconv.Itoa(start+i))
-		}
-	}
-	return b.String()
-}
 
 func scanCoupon(row scanner) (Coupon, error) {
 	var (
@@ -93,24 +63,18 @@ func collectCoupons(rows *sql.Rows) ([]Coupon, error) {
 
 // insertCoupons writes new coupons with multi-row INSERTs, skipping any whose business key the user
 // already has, and returns the business keys actually inserted.
-func insertCoupons(ctx context.Context, tx *sqldb.Tx, m marks, cs []Coupon) (map[string]bool, error) {
+func insertCoupons(ctx context.Context, tx *sqldb.Tx, m sqldb.Dialect, cs []Coupon) (map[string]bool, error) {
 	inserted := make(map[string]bool, len(cs))
 	for start := 0; start < len(cs); start += insertChunk {
 		chunk := cs[start:min(start+insertChunk, len(cs))]
-		var q strings.Builder
-		q.WriteString(`INSERT INTO coupons (` + insertColumns + `) VALUES `)
 		args := make([]any, 0, len(chunk)*insertArity)
-		for i, c := range chunk {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(" + m.list(i*insertArity+1, insertArity) + ")")
+		for _, c := range chunk {
 			args = append(args, c.TenantID, c.UserID, c.ID, c.Template, c.TemplateVersion, string(c.State),
 				sqldb.Micros(c.IssuedAt), sqldb.Micros(c.StartsAt), sqldb.Micros(c.ExpiresAt), c.SourceKind, c.SourceID,
 				c.BusinessKey, sqldb.Micros(c.UpdatedAt))
 		}
-		q.WriteString(` ON CONFLICT (tenant_id, user_id, business_key) DO NOTHING RETURNING business_key`)
-		rows, err := tx.Query(ctx, q.String(), args...)
+		rows, err := tx.Query(ctx, `INSERT INTO coupons (`+insertColumns+`) VALUES `+m.Tuples(len(chunk), insertArity)+
+			` ON CONFLICT (tenant_id, user_id, business_key) DO NOTHING RETURNING business_key`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("coupon: insert coupons: %w", err)
 		}
@@ -147,7 +111,7 @@ type issuedKey struct {
 // It asks one correlated lookup per pair, which both engines run as one probe of the unique
 // (tenant_id, user_id, business_key) index. A join or IN lists let the planners, which have no
 // statistics on a young table, read every coupon of the tenant instead.
-func findByKeys(ctx context.Context, q sqldb.Querier, m marks, tenant string, pairs []userKey) (map[string]issuedKey, error) {
+func findByKeys(ctx context.Context, q sqldb.Querier, m sqldb.Dialect, tenant string, pairs []userKey) (map[string]issuedKey, error) {
 	found := map[string]issuedKey{}
 	if len(pairs) == 0 {
 		return found, nil
@@ -156,13 +120,13 @@ func findByKeys(ctx context.Context, q sqldb.Querier, m marks, tenant string, pa
 	args = append(args, tenant, tenant)
 	values := make([]string, len(pairs))
 	for i, p := range pairs {
-		values[i] = "(" + m.list(len(args)+1, 2) + ")"
+		values[i] = "(" + m.Placeholders(len(args)+1, 2) + ")"
 		args = append(args, p.user, p.key)
 	}
 	rows, err := q.Query(ctx, `SELECT k.column1, k.column2, COALESCE(
-		(SELECT c.id || ' ' || c.template_key FROM coupons c WHERE c.tenant_id = `+m.list(1, 1)+`
+		(SELECT c.id || ' ' || c.template_key FROM coupons c WHERE c.tenant_id = `+m.Placeholders(1, 1)+`
 			AND c.user_id = k.column1 AND c.business_key = k.column2),
-		(SELECT a.id || ' ' || a.template_key FROM coupons_archive a WHERE a.tenant_id = `+m.list(2, 1)+`
+		(SELECT a.id || ' ' || a.template_key FROM coupons_archive a WHERE a.tenant_id = `+m.Placeholders(2, 1)+`
 			AND a.user_id = k.column1 AND a.business_key = k.column2), '')
 		FROM (VALUES `+strings.Join(values, ", ")+`) AS k`, args...)
 	if err != nil {

@@ -247,7 +247,7 @@ func postGrantsPostgres(ctx context.Context, tx *sqldb.Tx, ps []posting, shard i
 	for start := 0; start < len(ps); start += chunk {
 		part := ps[start:min(start+chunk, len(ps))]
 		var vals strings.Builder
-		values(&vals, '$', len(part), entryCols)
+		vals.WriteString(sqldb.Postgres.Tuples(len(part), entryCols))
 		args := make([]any, 0, entryCols*len(part)+2)
 		for _, p := range part {
 			args = append(args, p.args()...)
@@ -286,7 +286,7 @@ func (s *Service) resolveDuplicates(ctx context.Context, tx *sqldb.Tx, ps []post
 		}
 	}
 	for tenantID, ks := range keys {
-		existing, err := entriesByKey(ctx, tx, s.marks, tenantID, ks)
+		existing, err := entriesByKey(ctx, tx, s.dialect, tenantID, ks)
 		if err != nil {
 			return err
 		}

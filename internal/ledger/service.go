@@ -58,7 +58,7 @@ type Options struct {
 // problem errors for anything a client should see. Close it to stop the group committer.
 type Service struct {
 	db        *sqldb.DB
-	marks     marks
+	dialect   sqldb.Dialect
 	stmts     *stmtCache // SQLite only
 	clock     clock.Clock
 	events    EventsFunc
@@ -76,7 +76,7 @@ func New(db *sqldb.DB, opts Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{db: db, marks: marksFor(db.Dialect()), clock: opts.Clock, events: opts.Events, metrics: m, window: opts.ExpiringWindow,
+	s := &Service{db: db, dialect: db.Dialect(), clock: opts.Clock, events: opts.Events, metrics: m, window: opts.ExpiringWindow,
 		assets: map[string]bool{}}
 	if s.clock == nil {
 		s.clock = clock.Real{}

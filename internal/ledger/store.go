@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -22,39 +21,6 @@ const chunk = 500
 
 const entryColumns = `tenant_id, user_id, id, business_key, kind, asset, amount, debit_account, credit_account,
 	source_kind, source_id, reason, lot_expires_at, hold_id, created_at`
-
-// marks writes parameter markers: "$n" on PostgreSQL, a plain "?" on SQLite. Both engines take
-// "$n", but SQLite treats it as a name, and looking names up is quadratic in the number of
-// parameters, which shows in statements with hundreds of them. Markers written with marks must
-// appear in the statement in argument order.
-type marks byte
-
-func marksFor(d sqldb.Dialect) marks {
-	if d == sqldb.SQLite {
-		return '?'
-	}
-	return '$'
-}
-
-// one is the marker of parameter n.
-func (m marks) one(n int) string {
-	if m == '?' {
-		return "?"
-	}
-	return "$" + strconv.Itoa(n)
-}
-
-// list is the markers of parameters start to start+n-1, comma-separated.
-func (m marks) list(start, n int) string {
-	var b strings.Builder
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(m.one(start + i))
-	}
-	return b.String()
-}
 
 // stmtCache keeps prepared statements on the SQLite writer connection, by SQL text. Parsing is a
 // third of a group commit's CPU on SQLite (it runs in-process), so the multi-row statements come in
@@ -70,7 +36,7 @@ const cachedRows = 128
 func newStmtCache(ctx context.Context, db *sql.DB) (*stmtCache, error) {
 	c := &stmtCache{m: map[string]*sql.Stmt{}}
 	for n := 1; n <= cachedRows; n *= 2 {
-		for _, q := range []string{insertEntriesSQL('?', n), upsertAccountsSQL('?', n), addToLotsSQL('?', n)} {
+		for _, q := range []string{insertEntriesSQL(sqldb.SQLite, n), upsertAccountsSQL(sqldb.SQLite, n), addToLotsSQL(sqldb.SQLite, n)} {
 			st, err := db.PrepareContext(ctx, q)
 			if err != nil {
 				c.close()
@@ -92,11 +58,11 @@ func (c *stmtCache) close() {
 // caches prepared statements itself), through the statement cache on SQLite.
 type runner struct {
 	tx    *sqldb.Tx
-	m     marks
+	m     sqldb.Dialect
 	cache *stmtCache // nil on PostgreSQL
 }
 
-func (s *Service) runner(tx *sqldb.Tx) runner { return runner{tx: tx, m: s.marks, cache: s.stmts} }
+func (s *Service) runner(tx *sqldb.Tx) runner { return runner{tx: tx, m: s.dialect, cache: s.stmts} }
 
 // chunk is how many of n remaining rows the next statement takes: up to 500 on PostgreSQL, a power
 // of two up to 512 on SQLite (so that a few statement texts serve every batch).
@@ -155,22 +121,12 @@ func (p posting) args() []any {
 const entryCols = 15
 
 // insertEntriesSQL inserts rows entries, skipping duplicate keys, returning the ids inserted.
-func insertEntriesSQL(m marks, rows int) string {
+func insertEntriesSQL(m sqldb.Dialect, rows int) string {
 	var q strings.Builder
 	q.WriteString(`INSERT INTO ledger_entries (` + entryColumns + `) VALUES `)
-	values(&q, m, rows, entryCols)
+	q.WriteString(m.Tuples(rows, entryCols))
 	q.WriteString(` ON CONFLICT (tenant_id, business_key) DO NOTHING RETURNING id`)
 	return q.String()
-}
-
-// values writes rows parenthesised groups of cols markers.
-func values(q *strings.Builder, m marks, rows, cols int) {
-	for i := range rows {
-		if i > 0 {
-			q.WriteString(", ")
-		}
-		q.WriteString("(" + m.list(i*cols+1, cols) + ")")
-	}
 }
 
 func insertEntries(ctx context.Context, r runner, ps []posting) (map[string]bool, error) {
@@ -229,7 +185,7 @@ func scanEntry(scan func(...any) error) (Entry, error) {
 }
 
 // entriesByKey reads the tenant's entries with the given business keys.
-func entriesByKey(ctx context.Context, q sqldb.Querier, m marks, tenantID string, keys []string) (map[string]Entry, error) {
+func entriesByKey(ctx context.Context, q sqldb.Querier, m sqldb.Dialect, tenantID string, keys []string) (map[string]Entry, error) {
 	out := make(map[string]Entry, len(keys))
 	for start := 0; start < len(keys); start += chunk {
 		part := keys[start:min(start+chunk, len(keys))]
@@ -238,8 +194,8 @@ func entriesByKey(ctx context.Context, q sqldb.Querier, m marks, tenantID string
 		for _, k := range part {
 			args = append(args, k)
 		}
-		rows, err := q.Query(ctx, `SELECT `+entryColumns+` FROM ledger_entries WHERE tenant_id = `+m.one(1)+
-			` AND business_key IN (`+m.list(2, len(part))+`)`, args...)
+		rows, err := q.Query(ctx, `SELECT `+entryColumns+` FROM ledger_entries WHERE tenant_id = `+m.Placeholder(1)+
+			` AND business_key IN (`+m.Placeholders(2, len(part))+`)`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("ledger: read entries: %w", err)
 		}
@@ -262,7 +218,7 @@ func entriesByKey(ctx context.Context, q sqldb.Querier, m marks, tenantID string
 }
 
 // entryByKey reads one entry by business key.
-func entryByKey(ctx context.Context, q sqldb.Querier, m marks, tenantID, key string) (Entry, bool, error) {
+func entryByKey(ctx context.Context, q sqldb.Querier, m sqldb.Dialect, tenantID, key string) (Entry, bool, error) {
 	found, err := entriesByKey(ctx, q, m, tenantID, []string{key})
 	if err != nil {
 		return Entry{}, false, err
@@ -278,10 +234,10 @@ type accountKey struct {
 }
 
 // upsertAccountsSQL adds to rows account balances, creating missing rows.
-func upsertAccountsSQL(m marks, rows int) string {
+func upsertAccountsSQL(m sqldb.Dialect, rows int) string {
 	var q strings.Builder
 	q.WriteString(`INSERT INTO ledger_accounts (tenant_id, user_id, asset, shard, balance, created_at, updated_at) VALUES `)
-	values(&q, m, rows, 7)
+	q.WriteString(m.Tuples(rows, 7))
 	q.WriteString(` ON CONFLICT (tenant_id, user_id, asset, shard) DO UPDATE SET
 		balance = ledger_accounts.balance + excluded.balance, updated_at = excluded.updated_at`)
 	return q.String()
@@ -322,11 +278,11 @@ type lotKey struct {
 }
 
 // addToLotsSQL adds to rows lots, creating missing ones.
-func addToLotsSQL(m marks, rows int) string {
+func addToLotsSQL(m sqldb.Dialect, rows int) string {
 	var q strings.Builder
 	q.WriteString(`INSERT INTO ledger_lots (tenant_id, user_id, asset, expires_at, id, granted, remaining, created_at,
 		updated_at) VALUES `)
-	values(&q, m, rows, 9)
+	q.WriteString(m.Tuples(rows, 9))
 	q.WriteString(` ON CONFLICT (tenant_id, user_id, asset, expires_at) DO UPDATE SET
 		granted = ledger_lots.granted + excluded.granted, remaining = ledger_lots.remaining + excluded.remaining,
 		updated_at = excluded.updated_at`)

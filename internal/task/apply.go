@@ -150,14 +150,14 @@ func (b *batch) want(w *work) *work {
 
 // load reads the rows and trackers the plan wants, in the transaction.
 func (b *batch) load() error {
-	rows, err := loadUserTasks(b.ctx, b.tx, b.s.marks, dedupe(b.rowKeys), true)
+	rows, err := loadUserTasks(b.ctx, b.tx, b.s.dialect, dedupe(b.rowKeys), true)
 	if err != nil {
 		return err
 	}
 	for _, ut := range rows {
 		b.rows[rowKey{ut.TenantID, ut.UserID, ut.Task, ut.PeriodKey}] = ut
 	}
-	streaks, err := loadStreaks(b.ctx, b.tx, b.s.marks, dedupe(b.streakKeys), true)
+	streaks, err := loadStreaks(b.ctx, b.tx, b.s.dialect, dedupe(b.streakKeys), true)
 	if err != nil {
 		return err
 	}

@@ -84,7 +84,7 @@ func (s *Service) outcome(ctx context.Context, tx *sqldb.Tx, tenantID, userID, g
 // settle moves a completed (or failed) user task on from its stage grants: rewarded when every one
 // succeeded, failed when one failed or died.
 func (s *Service) settle(ctx context.Context, tx *sqldb.Tx, tenantID, userTaskID string) error {
-	ut, err := userTaskByID(ctx, tx, tenantID, userTaskID, s.marks.lock())
+	ut, err := userTaskByID(ctx, tx, tenantID, userTaskID, s.dialect.ForUpdate())
 	if err != nil || ut == nil || (ut.State != StateCompleted && ut.State != StateFailed) {
 		return err
 	}
@@ -117,7 +117,7 @@ func (s *Service) settle(ctx context.Context, tx *sqldb.Tx, tenantID, userTaskID
 	if err != nil {
 		return err
 	}
-	if err := saveUserTasks(ctx, tx, s.marks, []*UserTask{ut}); err != nil {
+	if err := saveUserTasks(ctx, tx, s.dialect, []*UserTask{ut}); err != nil {
 		return err
 	}
 	tx.AfterCommit(func() { s.metrics.transitions.WithLabelValues(string(to)).Inc() })

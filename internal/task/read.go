@@ -166,7 +166,7 @@ func (s *Service) current(ctx context.Context, tenant, user string, tasks []*com
 		}
 	}
 	rows := map[rowKey]*UserTask{}
-	uts, err := loadUserTasks(ctx, s.db.Reader(), s.marks, keys, false)
+	uts, err := loadUserTasks(ctx, s.db.Reader(), s.dialect, keys, false)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -174,7 +174,7 @@ func (s *Service) current(ctx context.Context, tenant, user string, tasks []*com
 		rows[rowKey{ut.TenantID, ut.UserID, ut.Task, ut.PeriodKey}] = ut
 	}
 	streaks := map[string]*streakRow{}
-	trackers, err := loadStreaks(ctx, s.db.Reader(), s.marks, skeys, false)
+	trackers, err := loadStreaks(ctx, s.db.Reader(), s.dialect, skeys, false)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -61,7 +61,7 @@ type Service struct {
 	clock   clock.Clock
 	log     *slog.Logger
 	metrics *metrics
-	marks   marks
+	dialect sqldb.Dialect
 
 	versionsMu sync.Mutex
 	versions   map[string]*compiled // "<tenant>/<key>@<version>" → a pinned, non-live version
@@ -85,7 +85,7 @@ func New(db *sqldb.DB, opts Options) (*Service, error) {
 		opts.BatchSize = defaultProgressBatch
 	}
 	return &Service{db: db, opts: opts, clock: opts.Clock, log: opts.Logger.With("module", "task"),
-		metrics: newMetrics(opts.Registerer), marks: marksFor(db.Dialect()), versions: map[string]*compiled{}}, nil
+		metrics: newMetrics(opts.Registerer), dialect: db.Dialect(), versions: map[string]*compiled{}}, nil
 }
 
 // now is the clock's time at the stored (microsecond) precision.

@@ -306,7 +306,7 @@ func (b *batch) flush() error {
 	if err := b.createGrants(); err != nil {
 		return err
 	}
-	if err := saveUserTasks(b.ctx, b.tx, b.s.marks, b.order); err != nil {
+	if err := saveUserTasks(b.ctx, b.tx, b.s.dialect, b.order); err != nil {
 		return err
 	}
 	var streaks []*streakRow
@@ -315,10 +315,10 @@ func (b *batch) flush() error {
 			streaks = append(streaks, r)
 		}
 	}
-	if err := saveStreaks(b.ctx, b.tx, b.s.marks, streaks); err != nil {
+	if err := saveStreaks(b.ctx, b.tx, b.s.dialect, streaks); err != nil {
 		return err
 	}
-	if err := insertGrantRows(b.ctx, b.tx, b.s.marks, b.grants, sqldb.Micros(b.now)); err != nil {
+	if err := insertGrantRows(b.ctx, b.tx, b.s.dialect, b.grants, sqldb.Micros(b.now)); err != nil {
 		return err
 	}
 	if err := b.s.emit(b.ctx, b.tx, b.events); err != nil {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"math/bits"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -21,53 +20,6 @@ var errRace = fmt.Errorf("task: a user task changed concurrently: %w", sqldb.Err
 
 // keyChunk bounds the keys of one statement (PostgreSQL takes at most 65535 parameters).
 const keyChunk = 500
-
-// marks writes parameter markers: "$n" on PostgreSQL, a plain "?" on SQLite. Both engines take
-// "$n", but SQLite treats it as a name and looks names up in time linear in their number, which
-// makes statements with thousands of parameters (multi-row reads and writes) quadratic to prepare.
-type marks byte
-
-func marksFor(d sqldb.Dialect) marks {
-	if d == sqldb.SQLite {
-		return '?'
-	}
-	return '$'
-}
-
-// lock is the clause that locks the rows a read in a write transaction returns: FOR UPDATE on
-// PostgreSQL, so that concurrent writers of the same user tasks queue instead of failing their
-// optimistic check; nothing on SQLite, whose one writer holds the database.
-func (m marks) lock() string {
-	if m == '?' {
-		return ""
-	}
-	return " FOR UPDATE"
-}
-
-// tuples writes n parenthesised groups of cols markers, numbered from 1: "($1, $2), ($3, $4)".
-func (m marks) tuples(n, cols int) string {
-	var b strings.Builder
-	b.Grow(n * cols * 5)
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteByte('(')
-		for j := range cols {
-			if j > 0 {
-				b.WriteString(", ")
-			}
-			if m == '?' {
-				b.WriteByte('?')
-				continue
-			}
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(i*cols + j + 1))
-		}
-		b.WriteByte(')')
-	}
-	return b.String()
-}
 
 const userTaskColumns = `tenant_id, user_id, task_key, period_key, id, period, round, task_version, state,
 	progress, seen, stages_done, stage, reason, claimed_at, completed_at, rewarded_at, expires_at, updated_at, rev`
@@ -142,10 +94,10 @@ type rowKey struct{ tenant, user, task, periodKey string }
 
 // loadUserTasks reads the rows with these keys (those that exist). With lock (in a write
 // transaction) the rows are locked, in key order so that two writers cannot deadlock on them.
-func loadUserTasks(ctx context.Context, q sqldb.Querier, m marks, keys []rowKey, lock bool) ([]*UserTask, error) {
+func loadUserTasks(ctx context.Context, q sqldb.Querier, m sqldb.Dialect, keys []rowKey, lock bool) ([]*UserTask, error) {
 	suffix := ""
 	if lock {
-		suffix = ` ORDER BY tenant_id, user_id, task_key, period_key` + m.lock()
+		suffix = ` ORDER BY tenant_id, user_id, task_key, period_key` + m.ForUpdate()
 		slices.SortFunc(keys, func(a, b rowKey) int {
 			return cmp.Or(strings.Compare(a.tenant, b.tenant), strings.Compare(a.user, b.user),
 				strings.Compare(a.task, b.task), strings.Compare(a.periodKey, b.periodKey))
@@ -159,7 +111,7 @@ func loadUserTasks(ctx context.Context, q sqldb.Querier, m marks, keys []rowKey,
 			args = append(args, k.tenant, k.user, k.task, k.periodKey)
 		}
 		rows, err := q.Query(ctx, `SELECT `+userTaskColumns+` FROM user_tasks
-			WHERE (tenant_id, user_id, task_key, period_key) IN (VALUES `+m.tuples(len(chunk), 4)+`)`+suffix, args...)
+			WHERE (tenant_id, user_id, task_key, period_key) IN (VALUES `+m.Tuples(len(chunk), 4)+`)`+suffix, args...)
 		if err != nil {
 			return nil, fmt.Errorf("task: load user tasks: %w", err)
 		}
@@ -174,7 +126,7 @@ func loadUserTasks(ctx context.Context, q sqldb.Querier, m marks, keys []rowKey,
 
 // saveUserTasks writes new and changed rows in one statement per chunk. A row changed by another
 // transaction since it was read (its rev moved) or inserted meanwhile fails the write with errRace.
-func saveUserTasks(ctx context.Context, tx *sqldb.Tx, m marks, uts []*UserTask) error {
+func saveUserTasks(ctx context.Context, tx *sqldb.Tx, m sqldb.Dialect, uts []*UserTask) error {
 	const cols = 20
 	for start := 0; start < len(uts); start += keyChunk / 2 {
 		chunk := uts[start:min(start+keyChunk/2, len(uts))]
@@ -193,7 +145,7 @@ func saveUserTasks(ctx context.Context, tx *sqldb.Tx, m marks, uts []*UserTask) 
 				sqldb.Micros(ut.ClaimedAt), micros(ut.CompletedAt), micros(ut.RewardedAt), expires,
 				sqldb.Micros(ut.UpdatedAt), ut.rev+1)
 		}
-		rows, err := tx.Query(ctx, `INSERT INTO user_tasks (`+userTaskColumns+`) VALUES `+m.tuples(len(chunk), cols)+`
+		rows, err := tx.Query(ctx, `INSERT INTO user_tasks (`+userTaskColumns+`) VALUES `+m.Tuples(len(chunk), cols)+`
 			ON CONFLICT (tenant_id, user_id, task_key, period_key) DO UPDATE SET state = excluded.state,
 				progress = excluded.progress, seen = excluded.seen, stages_done = excluded.stages_done,
 				stage = excluded.stage, reason = excluded.reason, completed_at = excluded.completed_at,
@@ -230,7 +182,7 @@ func micros(t *time.Time) any {
 }
 
 // userTaskByID reads one user task of the tenant by id (nil when there is none); lock is "" or
-// marks.lock().
+// Dialect.ForUpdate().
 func userTaskByID(ctx context.Context, q sqldb.Querier, tenantID, id, lock string) (*UserTask, error) {
 	ut, err := scanUserTask(q.QueryRow(ctx, `SELECT `+userTaskColumns+` FROM user_tasks WHERE id = $1 AND tenant_id = $2`+lock,
 		id, tenantID))
@@ -253,7 +205,7 @@ type grantRow struct {
 	req int
 }
 
-func insertGrantRows(ctx context.Context, tx *sqldb.Tx, m marks, rows []grantRow, now int64) error {
+func insertGrantRows(ctx context.Context, tx *sqldb.Tx, m sqldb.Dialect, rows []grantRow, now int64) error {
 	const cols = 12
 	for start := 0; start < len(rows); start += keyChunk / 2 {
 		chunk := rows[start:min(start+keyChunk/2, len(rows))]
@@ -263,7 +215,7 @@ func insertGrantRows(ctx context.Context, tx *sqldb.Tx, m marks, rows []grantRow
 				g.cost.Points, g.cost.Growth, g.cost.Coupons, now)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO user_task_grants (tenant_id, user_id, grant_id, user_task_id, task_key,
-			kind, seq, state, points, growth, coupons, created_at) VALUES `+m.tuples(len(chunk), cols)+`
+			kind, seq, state, points, growth, coupons, created_at) VALUES `+m.Tuples(len(chunk), cols)+`
 			ON CONFLICT DO NOTHING`, args...); err != nil {
 			return fmt.Errorf("task: record grants: %w", err)
 		}

@@ -207,10 +207,10 @@ func scanStreak(row scanner) (*streakRow, error) {
 
 // loadStreaks reads the trackers with these keys (those that exist); with lock, locked in key
 // order (see loadUserTasks).
-func loadStreaks(ctx context.Context, q sqldb.Querier, m marks, keys []streakKey, lock bool) ([]*streakRow, error) {
+func loadStreaks(ctx context.Context, q sqldb.Querier, m sqldb.Dialect, keys []streakKey, lock bool) ([]*streakRow, error) {
 	suffix := ""
 	if lock {
-		suffix = ` ORDER BY tenant_id, user_id, task_key` + m.lock()
+		suffix = ` ORDER BY tenant_id, user_id, task_key` + m.ForUpdate()
 		slices.SortFunc(keys, func(a, b streakKey) int {
 			return cmp.Or(strings.Compare(a.tenant, b.tenant), strings.Compare(a.user, b.user), strings.Compare(a.task, b.task))
 		})
@@ -223,7 +223,7 @@ func loadStreaks(ctx context.Context, q sqldb.Querier, m marks, keys []streakKey
 			args = append(args, k.tenant, k.user, k.task)
 		}
 		rows, err := q.Query(ctx, `SELECT `+streakColumns+` FROM task_streaks
-			WHERE (tenant_id, user_id, task_key) IN (VALUES `+m.tuples(len(chunk), 3)+`)`+suffix, args...)
+			WHERE (tenant_id, user_id, task_key) IN (VALUES `+m.Tuples(len(chunk), 3)+`)`+suffix, args...)
 		if err != nil {
 			return nil, fmt.Errorf("task: load streaks: %w", err)
 		}
@@ -243,7 +243,7 @@ func loadStreaks(ctx context.Context, q sqldb.Querier, m marks, keys []streakKey
 }
 
 // saveStreaks writes new and changed trackers; one changed meanwhile fails with errRace.
-func saveStreaks(ctx context.Context, tx *sqldb.Tx, m marks, rs []*streakRow) error {
+func saveStreaks(ctx context.Context, tx *sqldb.Tx, m sqldb.Dialect, rs []*streakRow) error {
 	const cols = 13
 	for start := 0; start < len(rs); start += keyChunk / 2 {
 		chunk := rs[start:min(start+keyChunk/2, len(rs))]
@@ -257,7 +257,7 @@ func saveStreaks(ctx context.Context, tx *sqldb.Tx, m marks, rs []*streakRow) er
 			args = append(args, r.tenant, r.user, r.task, r.id, r.current, r.longest, last.end(), runs, r.makeupUsed,
 				r.freezeUsed, r.month, sqldb.Micros(r.updatedAt), r.rev+1)
 		}
-		rows, err := tx.Query(ctx, `INSERT INTO task_streaks (`+streakColumns+`) VALUES `+m.tuples(len(chunk), cols)+`
+		rows, err := tx.Query(ctx, `INSERT INTO task_streaks (`+streakColumns+`) VALUES `+m.Tuples(len(chunk), cols)+`
 			ON CONFLICT (tenant_id, user_id, task_key) DO UPDATE SET current = excluded.current,
 				longest = excluded.longest, last_day = excluded.last_day, runs = excluded.runs,
 				makeup_used = excluded.makeup_used, freeze_used = excluded.freeze_used, month = excluded.month,

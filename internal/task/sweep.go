@@ -125,7 +125,7 @@ func (s *Service) sweep(ctx context.Context, to State, reason, where string, arg
 			}
 			events = append(events, e)
 		}
-		if err := saveUserTasks(ctx, tx, s.marks, uts); err != nil {
+		if err := saveUserTasks(ctx, tx, s.dialect, uts); err != nil {
 			return err
 		}
 		n = len(uts)

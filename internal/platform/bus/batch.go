@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -183,20 +182,14 @@ func (bc *batchConsumer) process(msgs []Msg) (fresh []bool, err error) {
 // appears twice in one batch is new only the first time.
 func (bc *batchConsumer) record(tx *sqldb.Tx, msgs []Msg) ([]bool, error) {
 	now := sqldb.Micros(bc.bus.clock.Now())
-	var q strings.Builder
-	q.WriteString("INSERT INTO bus_processed (consumer, msg_id, processed_at) VALUES ")
 	args := make([]any, 0, 3*len(msgs))
 	ids := make([]string, len(msgs))
 	for i, m := range msgs {
 		ids[i] = processedID(m)
-		if i > 0 {
-			q.WriteString(", ")
-		}
-		q.WriteString("(" + tx.Dialect().Placeholders(len(args)+1, 3) + ")")
 		args = append(args, bc.key, ids[i], now)
 	}
-	q.WriteString(" ON CONFLICT DO NOTHING RETURNING msg_id")
-	rows, err := tx.Query(bc.ctx, q.String(), args...)
+	rows, err := tx.Query(bc.ctx, "INSERT INTO bus_processed (consumer, msg_id, processed_at) VALUES "+
+		tx.Dialect().Tuples(len(msgs), 3)+" ON CONFLICT DO NOTHING RETURNING msg_id", args...)
 	if err != nil {
 		return nil, fmt.Errorf("bus: record processed: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -199,20 +200,50 @@ func Placeholders(start, n int) string {
 	return Postgres.Placeholders(start, n)
 }
 
-// Placeholders is the dialect's list of n parameter markers numbered from start: "$3, $4" on
-// PostgreSQL, "?, ?" on SQLite, whose driver binds "?" in order without the name lookup that makes
-// statements with many "$n" markers slow to prepare. Use it only when every marker of the
-// statement is built this way, in order.
-func (d Dialect) Placeholders(start, n int) string {
+// Placeholder is the dialect's marker of parameter n: "$n" on PostgreSQL, "?" on SQLite. Both
+// engines take "$n", but SQLite treats it as a name and looks names up in time linear in their
+// number, which makes statements with hundreds of parameters (multi-row reads and writes) quadratic
+// to prepare. Use the dialect's markers only when every marker of the statement is written this way,
+// in argument order, each parameter once.
+func (d Dialect) Placeholder(n int) string {
 	if d == SQLite {
-		return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+		return "?"
 	}
+	return "$" + strconv.Itoa(n)
+}
+
+// Placeholders is the dialect's comma-separated markers of parameters start to start+n-1: "$3, $4"
+// on PostgreSQL, "?, ?" on SQLite (see Placeholder).
+func (d Dialect) Placeholders(start, n int) string {
 	var b strings.Builder
 	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "$%d", start+i)
+		b.WriteString(d.Placeholder(start + i))
 	}
 	return b.String()
+}
+
+// Tuples is n parenthesised groups of cols markers, numbered from 1: "($1, $2), ($3, $4)" on
+// PostgreSQL, "(?, ?), (?, ?)" on SQLite — the VALUES of a multi-row statement.
+func (d Dialect) Tuples(n, cols int) string {
+	var b strings.Builder
+	b.Grow(n * cols * 5)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(" + d.Placeholders(i*cols+1, cols) + ")")
+	}
+	return b.String()
+}
+
+// ForUpdate is the clause that locks the rows a read inside a write transaction returns:
+// " FOR UPDATE" on PostgreSQL; nothing on SQLite, whose one writer holds the whole database.
+func (d Dialect) ForUpdate() string {
+	if d == SQLite {
+		return ""
+	}
+	return " FOR UPDATE"
 }

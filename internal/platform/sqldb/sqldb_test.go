@@ -130,6 +130,12 @@ func TestPlaceholders(t *testing.T) {
 	require.Equal(t, "$3, $4", sqldb.Postgres.Placeholders(3, 2))
 	require.Equal(t, "?, ?, ?", sqldb.SQLite.Placeholders(3, 3))
 	require.Equal(t, "", sqldb.SQLite.Placeholders(1, 0))
+	require.Equal(t, "$7", sqldb.Postgres.Placeholder(7))
+	require.Equal(t, "?", sqldb.SQLite.Placeholder(7))
+	require.Equal(t, "($1, $2), ($3, $4)", sqldb.Postgres.Tuples(2, 2))
+	require.Equal(t, "(?, ?, ?)", sqldb.SQLite.Tuples(1, 3))
+	require.Equal(t, " FOR UPDATE", sqldb.Postgres.ForUpdate())
+	require.Equal(t, "", sqldb.SQLite.ForUpdate())
 }
 
 func TestSQLiteFileIsPrivate(t *testing.T) {
