@@ -238,7 +238,6 @@ const (
 )
 
 var (
-	userIDPattern     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$`)
 	keyPattern        = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 	sourceKindPattern = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,31}$`)
 	printablePattern  = regexp.MustCompile(`^[\x21-\x7e]{1,200}$`)

@@ -14,6 +14,7 @@ import (
 	"github.com/perkhq/perk/internal/platform/kv"
 	"github.com/perkhq/perk/internal/platform/problem"
 	"github.com/perkhq/perk/internal/platform/sqldb"
+	"github.com/perkhq/perk/internal/tenant"
 )
 
 // Issuance limits: a template's Quantity (total) and PerUser (per user, over all time) are never
@@ -345,7 +346,7 @@ func (s *Service) Reconcile(ctx context.Context, p ReconcileParams) (Reconciled,
 	checkTenant(&fs, p.TenantID)
 	checkTemplateKey(&fs, "template", p.Template)
 	for i, u := range p.UserIDs {
-		if !userIDPattern.MatchString(u) {
+		if !tenant.ValidUserID(u) {
 			fs.Add(fmt.Sprintf("user_ids[%d]", i), "must be 1 to 128 characters of A-Z a-z 0-9 _ . : @ -")
 		}
 	}

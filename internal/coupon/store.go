@@ -8,6 +8,7 @@ import (
 
 	"github.com/perkhq/perk/internal/platform/problem"
 	"github.com/perkhq/perk/internal/platform/sqldb"
+	"github.com/perkhq/perk/internal/tenant"
 )
 
 // couponColumns are the columns of coupons and coupons_archive that scanCoupon reads, in order.
@@ -203,7 +204,7 @@ func checkTenant(fs *problem.Fields, tenant string) {
 }
 
 func checkUser(fs *problem.Fields, path, user string) {
-	if !userIDPattern.MatchString(user) {
+	if !tenant.ValidUserID(user) {
 		fs.Add(path, "must be 1 to 128 characters of A-Z a-z 0-9 _ . : @ -")
 	}
 }

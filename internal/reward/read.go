@@ -8,6 +8,7 @@ import (
 
 	"github.com/perkhq/perk/internal/platform/problem"
 	"github.com/perkhq/perk/internal/platform/sqldb"
+	"github.com/perkhq/perk/internal/tenant"
 )
 
 // Get returns a grant of the tenant with its flow's steps and what happened to each.
@@ -49,7 +50,7 @@ func (s *Service) List(ctx context.Context, p ListParams) (Page, error) {
 	if p.State != "" && !p.State.Valid() {
 		fs.Add("state", "must be one of pending, running, succeeded, failed, dead")
 	}
-	if p.UserID != "" && !userIDPattern.MatchString(p.UserID) {
+	if p.UserID != "" && !tenant.ValidUserID(p.UserID) {
 		fs.Add("user_id", "must be 1 to 128 characters of A-Z a-z 0-9 _ . : @ -")
 	}
 	if p.Limit < 0 || p.Limit > sqldb.MaxPageLimit {
@@ -99,7 +100,7 @@ const maxOwed = 200
 // those waiting for a confirmation), running, failed (to be retried) and dead (to be replayed) —
 // the answer to "where is my reward". At most 200.
 func (s *Service) Owed(ctx context.Context, tenantID, userID string) ([]Grant, error) {
-	if !userIDPattern.MatchString(userID) {
+	if !tenant.ValidUserID(userID) {
 		return nil, problem.Invalid("invalid user").WithField("user_id", "must be 1 to 128 characters of A-Z a-z 0-9 _ . : @ -")
 	}
 	items, err := s.query(ctx, `SELECT `+grantColumns+` FROM reward_grants

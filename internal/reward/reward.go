@@ -184,7 +184,6 @@ type IssueCouponParams struct {
 }
 
 var (
-	userIDPattern     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$`)
 	sourceKindPattern = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,31}$`)
 	sourceIDPattern   = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
 	stepNamePattern   = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,47}$`)

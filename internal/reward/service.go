@@ -20,6 +20,7 @@ import (
 	"github.com/perkhq/perk/internal/platform/ids"
 	"github.com/perkhq/perk/internal/platform/problem"
 	"github.com/perkhq/perk/internal/platform/sqldb"
+	"github.com/perkhq/perk/internal/tenant"
 )
 
 // Options configures a Service. Every field is optional; the defaults suit production.
@@ -335,7 +336,7 @@ func checkIdentity(fs *problem.Fields, p CreateParams) {
 	if p.TenantID == "" || len(p.TenantID) > 64 {
 		fs.Add("tenant_id", "is required (at most 64 characters)")
 	}
-	if !userIDPattern.MatchString(p.UserID) {
+	if !tenant.ValidUserID(p.UserID) {
 		fs.Add("user_id", "must be 1 to 128 characters of A-Z a-z 0-9 _ . : @ -")
 	}
 	if !sourceKindPattern.MatchString(p.SourceKind) {

@@ -15,13 +15,13 @@ import (
 	"github.com/perkhq/perk/internal/platform/problem"
 	"github.com/perkhq/perk/internal/platform/sqldb"
 	"github.com/perkhq/perk/internal/reward"
+	"github.com/perkhq/perk/internal/tenant"
 )
 
 // ReceiptSource is the event source of completion receipts.
 const ReceiptSource = "receipt"
 
 var (
-	userIDPattern     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$`)
 	businessIDPattern = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
 )
 
@@ -80,7 +80,7 @@ func (s *Service) Claim(ctx context.Context, p ClaimParams) (UserTask, error) {
 
 // open checks a C-end call's user and task: the live version, not switched off.
 func (s *Service) open(tenantID, userID, key string) (*compiled, error) {
-	if !userIDPattern.MatchString(userID) {
+	if !tenant.ValidUserID(userID) {
 		return nil, problem.Invalid("invalid user").WithField("user_id", "must be 1 to 128 characters of A-Z a-z 0-9 _ . : @ -")
 	}
 	c, err := s.liveTask(tenantID, key)

@@ -10,6 +10,7 @@ import (
 	"github.com/perkhq/perk/internal/platform/problem"
 	"github.com/perkhq/perk/internal/platform/sqldb"
 	"github.com/perkhq/perk/internal/reward"
+	"github.com/perkhq/perk/internal/tenant"
 )
 
 // The filters of List.
@@ -125,7 +126,7 @@ func (s *Service) List(ctx context.Context, p ListParams) ([]TaskView, error) {
 
 func checkList(p ListParams) error {
 	var fs problem.Fields
-	if !userIDPattern.MatchString(p.UserID) {
+	if !tenant.ValidUserID(p.UserID) {
 		fs.Add("user_id", "must be 1 to 128 characters of A-Z a-z 0-9 _ . : @ -")
 	}
 	switch p.Filter {
@@ -334,7 +335,7 @@ type Page struct {
 // lookup). limit 0 means 50, at most 200.
 func (s *Service) UserTasks(ctx context.Context, tenantID, userID, cursor string, limit int) (Page, error) {
 	var fs problem.Fields
-	if !userIDPattern.MatchString(userID) {
+	if !tenant.ValidUserID(userID) {
 		fs.Add("user_id", "must be 1 to 128 characters of A-Z a-z 0-9 _ . : @ -")
 	}
 	if limit < 0 || limit > sqldb.MaxPageLimit {
