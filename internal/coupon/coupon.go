@@ -14,13 +14,10 @@
 package coupon
 
 import (
-	"context"
 	"regexp"
 	"time"
 
 	"github.com/perkhq/perk/internal/coupon/qualify"
-	"github.com/perkhq/perk/internal/platform/bus"
-	"github.com/perkhq/perk/internal/platform/sqldb"
 )
 
 // The config-center kinds the module registers (RegisterKinds).
@@ -217,9 +214,6 @@ type Stats struct {
 	// RedemptionRate is Redeemed / Issued (0 when nothing was issued).
 	RedemptionRate float64 `json:"redemption_rate"`
 }
-
-// EventsFunc writes domain events in the caller's transaction; (*bus.Bus).EnqueueEvent is one.
-type EventsFunc func(ctx context.Context, tx *sqldb.Tx, events ...bus.Event) error
 
 // Limits of requests.
 const (

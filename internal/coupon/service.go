@@ -34,7 +34,7 @@ type Options struct {
 	// issuing transaction (see the package's limits documentation in limits.go).
 	KV kv.Store
 	// Events writes domain events in the changing transaction; nil writes none.
-	Events EventsFunc
+	Events bus.EventsFunc
 	// Registerer registers the metrics; nil registers none.
 	Registerer prometheus.Registerer
 	// Logger logs what cannot be returned; nil means slog.Default().

@@ -17,9 +17,6 @@ import (
 	"github.com/perkhq/perk/internal/platform/sqldb"
 )
 
-// EventsFunc writes domain events in the caller's transaction; (*bus.Bus).EnqueueEvent is one.
-type EventsFunc func(ctx context.Context, tx *sqldb.Tx, events ...bus.Event) error
-
 // The domain events the ledger emits.
 const (
 	// EventEntryPosted is emitted for every committed entry; its data is the Entry.
@@ -37,7 +34,7 @@ type Options struct {
 	// Clock tells the time; nil means the wall clock.
 	Clock clock.Clock
 	// Events, when set, receives a domain event for each entry, in the entry's transaction.
-	Events EventsFunc
+	Events bus.EventsFunc
 	// Registerer registers the service's metrics; nil registers none.
 	Registerer prometheus.Registerer
 	// MaxBatch bounds the grants of one group commit (default 512).
@@ -61,7 +58,7 @@ type Service struct {
 	dialect   sqldb.Dialect
 	stmts     *stmtCache // SQLite only
 	clock     clock.Clock
-	events    EventsFunc
+	events    bus.EventsFunc
 	metrics   *metrics
 	window    time.Duration
 	committer *GroupCommitter[grantRequest, grantResult]

@@ -183,7 +183,7 @@ type eventParams struct {
 }
 
 // eventComponent writes a custom domain event through the outbox, in the step's transaction.
-type eventComponent struct{ events EventsFunc }
+type eventComponent struct{ events bus.EventsFunc }
 
 func (eventComponent) Name() string { return ComponentEmitEvent }
 

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/perkhq/perk/internal/ledger"
-	"github.com/perkhq/perk/internal/platform/bus"
 	"github.com/perkhq/perk/internal/platform/sqldb"
 )
 
@@ -148,9 +147,6 @@ const (
 	RewardGrowth = "growth"
 	RewardCoupon = "coupon"
 )
-
-// EventsFunc writes domain events in the caller's transaction; (*bus.Bus).EnqueueEvent is one.
-type EventsFunc func(ctx context.Context, tx *sqldb.Tx, events ...bus.Event) error
 
 // Ledger posts grants in the caller's transaction, unique on (tenant, business key): a repeated key
 // returns the existing entry with created=false. *ledger.Service is one.

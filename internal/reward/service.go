@@ -36,7 +36,7 @@ type Options struct {
 	TimeZone func(tenantID string) *time.Location
 	// Events writes domain events in the caller's transaction; (*bus.Bus).EnqueueEvent is one.
 	// nil writes none (and emit_event fails).
-	Events EventsFunc
+	Events bus.EventsFunc
 	// Flows finds published flows (CatalogFlows); nil allows inline rewards only.
 	Flows FlowSource
 	// Components holds the components flows may use; nil means a new registry. The built-ins are

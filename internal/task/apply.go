@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/perkhq/perk/internal/platform/bus"
@@ -430,7 +431,7 @@ func (b *batch) progress(w *work, c *compiled, ut *UserTask) (bool, error) {
 			return false, refuse(problem.Invalid("the event's data.%s must be a string or a number", spec.Metric.Field).
 				WithField("data."+spec.Metric.Field, "must be a string or a number"))
 		}
-		if containsString(ut.Values, value) || int64(len(ut.Values)) >= spec.maxTarget() {
+		if slices.Contains(ut.Values, value) || int64(len(ut.Values)) >= spec.maxTarget() {
 			return false, nil
 		}
 		ut.Values = append(ut.Values, value)

@@ -20,9 +20,6 @@ import (
 	"github.com/perkhq/perk/internal/reward"
 )
 
-// EventsFunc writes domain events in the caller's transaction; (*bus.Bus).EnqueueEvent is one.
-type EventsFunc func(ctx context.Context, tx *sqldb.Tx, events ...bus.Event) error
-
 // UsersFunc returns a user's attributes (and tags), which trigger filters and audiences see as
 // user. It is called inside the event transaction: keep it fast (cache).
 type UsersFunc func(ctx context.Context, tenantID, userID string) (map[string]any, error)
@@ -36,7 +33,7 @@ type Options struct {
 	// Rewards creates and runs the grants of completed stages.
 	Rewards *reward.Service
 	// Events writes the task.* domain events; nil writes none.
-	Events EventsFunc
+	Events bus.EventsFunc
 	// TimeZone returns a tenant's time zone, which cuts daily, weekly and monthly periods; nil (or a
 	// nil answer) means UTC.
 	TimeZone func(tenantID string) *time.Location

@@ -41,8 +41,6 @@ func distinctValue(v any) (string, bool) {
 	return "", false
 }
 
-func containsString(list []string, v string) bool { return slices.Contains(list, v) }
-
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {

@@ -34,6 +34,10 @@ type Event struct {
 
 var eventTypePattern = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$`)
 
+// EventsFunc writes domain events in the caller's transaction; (*Bus).EnqueueEvent is one. Modules
+// take one in their options so they can be built and tested without a bus.
+type EventsFunc func(ctx context.Context, tx *sqldb.Tx, events ...Event) error
+
 // EventSubject is the DOMAIN subject an event type is published on.
 func (b *Bus) EventSubject(eventType string) string { return b.Subject(Domain, eventType) }
 
