@@ -5,7 +5,6 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -47,10 +46,8 @@ func Enqueue(ctx context.Context, tx *sqldb.Tx, msgs ...Message) error {
 
 func insertOutbox(ctx context.Context, tx *sqldb.Tx, now time.Time, msgs []Message) error {
 	const cols = 6
-	var q strings.Builder
-	q.WriteString(`INSERT INTO bus_outbox (id, msg_id, subject, header, payload, created_at) VALUES `)
 	args := make([]any, 0, len(msgs)*cols)
-	for i, m := range msgs {
+	for _, m := range msgs {
 		if m.Subject == "" {
 			return errNoSubject
 		}
@@ -70,13 +67,10 @@ func insertOutbox(ctx context.Context, tx *sqldb.Tx, now time.Time, msgs []Messa
 		if payload == nil {
 			payload = []byte{}
 		}
-		if i > 0 {
-			q.WriteString(", ")
-		}
-		q.WriteString("(" + tx.Dialect().Placeholders(i*cols+1, cols) + ")")
 		args = append(args, id, msgID, m.Subject, string(header), payload, sqldb.Micros(now))
 	}
-	if _, err := tx.Exec(ctx, q.String(), args...); err != nil {
+	if _, err := tx.Exec(ctx, `INSERT INTO bus_outbox (id, msg_id, subject, header, payload, created_at) VALUES `+
+		tx.Dialect().Tuples(len(msgs), cols), args...); err != nil {
 		return fmt.Errorf("bus: enqueue: %w", err)
 	}
 	return nil
