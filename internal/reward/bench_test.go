@@ -20,7 +20,7 @@ import (
 
 // BenchmarkCreateInline measures durable point grants through the Go API on the synchronous path:
 // Create with one inline points reward, answered once the grant is delivered (ledger entry, step
-// row, grant.created and grant.succeeded in the outbox), with 8 and 32 concurrent clients, and
+// row, grant.succeeded in the outbox), with 8 and 32 concurrent clients, and
 // without group commit for comparison. It
 // reports grants/s and the p50/p99 latency, and checks exactly-once after the run.
 func BenchmarkCreateInline(b *testing.B) {

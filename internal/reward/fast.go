@@ -15,8 +15,9 @@ import (
 // The fast path: Create of a grant whose flow only writes to the database (every inline reward
 // list, and flows without call_external) needs no claim, no lease and no step-by-step commits.
 // Concurrent Creates are coalesced by a group committer, and each batch runs in ONE transaction:
-// for every grant, its row (already succeeded), its steps' effects and rows and its grant.created
-// and grant.succeeded events. The batch commits or rolls back as a whole, so a crash anywhere
+// for every grant, its row (already succeeded), its steps' effects and rows and its grant.succeeded
+// event. Such a grant never exists in any other state, so it has no grant.created event: nothing
+// waits on it (the asynchronous executor would only find it done). The batch commits or rolls back as a whole, so a crash anywhere
 // leaves either every grant of the batch delivered or none of them written. A batch that fails
 // (a step's error, a condition that cannot be evaluated) is rolled back and each of its grants
 // takes the slow path, which records the failure and retries it.
@@ -83,10 +84,9 @@ func (s *Service) flushFast(ctx context.Context, reqs []fastRequest) []ledger.Re
 }
 
 // applyBatch writes a batch of grants and runs their flows in tx with set-based statements: one
-// insert of the grants, one batch of grant.created events, then the flows' steps round by round
-// (the k-th step of every grant together: one call per component that takes batches, one insert of
-// the step rows), then one batch of grant.succeeded events. Events keep each grant's order:
-// created, what its steps emit, succeeded. A returned error fails the batch; a repeat of a source
+// insert of the grants, then the flows' steps round by round (the k-th step of every grant
+// together: one call per component that takes batches, one insert of the step rows), then one batch
+// of grant.succeeded events. Events keep each grant's order: what its steps emit, then succeeded. A returned error fails the batch; a repeat of a source
 // given to another user fails only its request.
 func (s *Service) applyBatch(ctx context.Context, tx *sqldb.Tx, reqs []fastRequest, out []ledger.Result[fastResult]) error {
 	gs := make([]Grant, len(reqs))
@@ -98,10 +98,7 @@ func (s *Service) applyBatch(ctx context.Context, tx *sqldb.Tx, reqs []fastReque
 	if err != nil {
 		return fmt.Errorf("reward: create grants: %w", err)
 	}
-	var (
-		xs      []*execution
-		created []bus.Event
-	)
+	var xs []*execution
 	for i, g := range gs {
 		if !inserted[g.ID] {
 			if out[i], err = s.repeated(ctx, tx, g); err != nil {
@@ -109,18 +106,12 @@ func (s *Service) applyBatch(ctx context.Context, tx *sqldb.Tx, reqs []fastReque
 			}
 			continue
 		}
-		pending := g
-		pending.State, pending.CompletedAt = StatePending, nil
-		created = append(created, s.event(EventCreated, pending, nil))
 		x := &execution{s: s, g: g, f: reqs[i].f, rows: map[string]*stepRow{}, slot: i}
 		x.g.State = StateRunning
 		if x.params, err = rules.DecodeJSON(g.Params); err != nil {
 			return err
 		}
 		xs = append(xs, x)
-	}
-	if err := s.emitAll(ctx, tx, created); err != nil {
-		return err
 	}
 	for k := 0; ; k++ {
 		round := make([]*execution, 0, len(xs))

@@ -71,7 +71,7 @@ func TestCreateManyDeliversInTheCallersTransaction(t *testing.T) {
 			g := gs[i]
 			require.Equal(t, reward.StateSucceeded, g.State, g.SourceID)
 			require.NotNil(t, g.CompletedAt)
-			require.Equal(t, 1, eventCount(t, db, reward.EventCreated, g.ID))
+			require.Zero(t, eventCount(t, db, reward.EventCreated, g.ID), "delivered at once, never pending")
 			require.Equal(t, 1, eventCount(t, db, reward.EventSucceeded, g.ID))
 			stored, err := b.svc.Get(ctx, tenantA, g.ID)
 			require.NoError(t, err)
@@ -179,7 +179,7 @@ func TestCreateManyRepeats(t *testing.T) {
 		require.Equal(t, first[0].ID, again[1].ID)
 		require.Equal(t, reward.StateSucceeded, again[1].State)
 		require.EqualValues(t, 8, b.balance(t, tenantA, "u1", "points"))
-		require.Equal(t, 1, eventCount(t, db, reward.EventCreated, first[0].ID))
+		require.Equal(t, 1, eventCount(t, db, reward.EventSucceeded, first[0].ID))
 		require.Equal(t, 1, b.entries(t, tenantA, first[0].ID))
 
 		_, err = b.createMany(t, nil, pointsParams("intruder", "r-1", 5))

@@ -368,7 +368,7 @@ func (s *Service) resolveFlow(ctx context.Context, fs *problem.Fields, p CreateP
 	if len(*fs) > before {
 		return &flow{}, nil
 	}
-	f, err := parseFlow(mustJSON(spec), s.reg, "rewards", false)
+	f, err := s.inlineFlow(string(mustJSON(spec)))
 	if err != nil {
 		return nil, fmt.Errorf("reward: inline rewards compiled to a bad flow: %w", err)
 	}

@@ -46,7 +46,7 @@ func TestDailyCheckin(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, reward.StateSucceeded, g.State)
 
-		b.drain(t) // grant.created and grant.succeeded: nothing left to do
+		b.drain(t) // grant.succeeded: nothing left to do
 		ut = b.row(t, alice, "daily-checkin", "2026-11-16")
 		require.Equal(t, task.StateRewarded, ut.State)
 		require.NotNil(t, ut.RewardedAt)
