@@ -233,19 +233,14 @@ func (s *Service) insert(ctx context.Context, recs []Record) (int, error) {
 
 func insertRows(ctx context.Context, tx *sqldb.Tx, now time.Time, recs []Record) (int, error) {
 	const cols = 9
-	var q strings.Builder
-	q.WriteString(`INSERT INTO activity_records (` + recordColumns + `) VALUES `)
 	args := make([]any, 0, len(recs)*cols)
-	for i, r := range recs {
-		if i > 0 {
-			q.WriteString(", ")
-		}
-		q.WriteString("(" + sqldb.Placeholders(i*cols+1, cols) + ")")
+	for _, r := range recs {
 		args = append(args, r.ID, r.TenantID, r.UserID, r.Type, r.SourceKind, r.SourceID,
 			sqldb.Micros(r.OccurredAt), sqldb.Micros(now), string(r.Data))
 	}
-	q.WriteString(` ON CONFLICT DO NOTHING`)
-	res, err := tx.Exec(ctx, q.String(), args...)
+	q := `INSERT INTO activity_records (` + recordColumns + `) VALUES ` + tx.Dialect().Tuples(len(recs), cols) +
+		` ON CONFLICT DO NOTHING`
+	res, err := tx.Exec(ctx, q, args...)
 	if err != nil {
 		return 0, err
 	}

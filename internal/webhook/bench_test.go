@@ -1,14 +1,18 @@
 package webhook_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/perkhq/perk/internal/platform/bus"
+	"github.com/perkhq/perk/internal/platform/bus/bustest"
 	"github.com/perkhq/perk/internal/platform/clock"
 	"github.com/perkhq/perk/internal/platform/ids"
 	"github.com/perkhq/perk/internal/platform/sqldb"
@@ -53,5 +57,54 @@ func BenchmarkDispatch(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
 		})
+	}
+}
+
+// BenchmarkConsume measures domain events per second through the fan-out consumer (Consume with
+// its production options), from events already on the DOMAIN stream of the embedded server to
+// their processed records and deliveries, for a merchant with no endpoint and with one endpoint
+// taking every event.
+func BenchmarkConsume(b *testing.B) {
+	types := []string{"grant.succeeded", "ledger.entry_created", "task.rewarded"}
+	for _, d := range sqldbtest.Dialects {
+		for _, endpoints := range []int{0, 1} {
+			b.Run(fmt.Sprintf("%s/endpoints=%d", d, endpoints), func(b *testing.B) {
+				db := sqldbtest.Open(b, d, sets)
+				bs := bustest.NewEnv(b, bustest.Embedded).Open(b, bus.Options{})
+				ctx := b.Context()
+				svc := webhook.New(db, webhook.Options{Clock: clock.Real{}, Logger: slog.New(slog.DiscardHandler)})
+				tenant := ids.New("mch", clock.Real{}.Now())
+				for range endpoints {
+					_, err := svc.CreateEndpoint(ctx, webhook.CreateEndpointParams{TenantID: tenant,
+						URL: "https://hooks.example.com/perk", EventTypes: []string{"*"}})
+					require.NoError(b, err)
+				}
+				msgs := make([]bus.Message, b.N)
+				for i := range msgs {
+					e := bus.Event{ID: ids.New("evt", clock.Real{}.Now()), Type: types[i%len(types)], TenantID: tenant,
+						UserID: "u-1", Time: clock.Real{}.Now(), Data: []byte(`{"amount":100}`)}
+					raw, err := json.Marshal(e)
+					require.NoError(b, err)
+					msgs[i] = bus.Message{Subject: bs.EventSubject(e.Type), ID: e.ID, Data: raw}
+				}
+				for i := 0; i < len(msgs); i += 1000 {
+					require.NoError(b, bs.PublishBatch(ctx, msgs[i:min(i+1000, len(msgs))]))
+				}
+				b.ResetTimer()
+				start := time.Now()
+				stop, err := svc.Consume(ctx, bs, bus.ConsumerOptions{})
+				require.NoError(b, err)
+				for processed := 0; processed < b.N; time.Sleep(2 * time.Millisecond) {
+					require.NoError(b, db.Reader().QueryRow(ctx, `SELECT COUNT(*) FROM bus_processed`).Scan(&processed))
+				}
+				elapsed := time.Since(start)
+				b.StopTimer()
+				stop()
+				var queued int
+				require.NoError(b, db.Reader().QueryRow(ctx, `SELECT COUNT(*) FROM webhook_deliveries`).Scan(&queued))
+				require.Equal(b, endpoints*b.N, queued)
+				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+			})
+		}
 	}
 }

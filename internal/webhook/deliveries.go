@@ -21,10 +21,12 @@ const ConsumerName = "webhooks"
 // MaxTestDataBytes bounds the data of a test event.
 const MaxTestDataBytes = 16 << 10
 
-// Consume starts the fan-out: a ConsumeTx consumer on the DOMAIN stream that, for each event, queues
-// one delivery per enabled endpoint of the event's merchant whose filters match, in the transaction
-// that records the message as processed. opts.Stream defaults to DOMAIN and opts.Name to
-// ConsumerName; instances with one name on several nodes share the events.
+// Consume starts the fan-out: a bus.ConsumeBatchTx consumer on the DOMAIN stream that queues, for
+// each event, one delivery per enabled endpoint of the event's merchant whose filters match (see
+// Fanout). Events arriving together (up to opts.BatchSize) are fanned out in one transaction with
+// their processed records, so a batch costs one commit; a failing batch is retried event by event,
+// and a message that is not an event is terminated alone. opts.Stream defaults to DOMAIN and
+// opts.Name to ConsumerName; instances with one name on several nodes share the events.
 func (s *Service) Consume(ctx context.Context, b *bus.Bus, opts bus.ConsumerOptions) (stop func(), err error) {
 	if opts.Stream == "" {
 		opts.Stream = bus.Domain
@@ -32,36 +34,42 @@ func (s *Service) Consume(ctx context.Context, b *bus.Bus, opts bus.ConsumerOpti
 	if opts.Name == "" {
 		opts.Name = ConsumerName
 	}
-	return b.ConsumeTx(ctx, s.db, opts, func(ctx context.Context, tx *sqldb.Tx, m bus.Msg) error {
-		e, err := bus.DecodeEvent(m)
-		if err != nil {
-			return bus.Permanent(err)
+	return b.ConsumeBatchTx(ctx, s.db, opts, func(ctx context.Context, tx *sqldb.Tx, msgs []bus.Msg) error {
+		events := make([]bus.Event, 0, len(msgs))
+		for _, m := range msgs {
+			e, err := bus.DecodeEvent(m)
+			if err != nil {
+				return bus.Permanent(err)
+			}
+			events = append(events, e)
 		}
-		_, err = s.Fanout(ctx, tx, e)
+		_, err := s.Fanout(ctx, tx, events...)
 		return err
 	})
 }
 
-// Fanout queues, in tx, one delivery of e to each enabled endpoint of e's merchant whose filters
-// match its type, and returns how many it queued. An (endpoint, event) pair is queued at most once,
-// however often the event is fanned out.
-func (s *Service) Fanout(ctx context.Context, tx *sqldb.Tx, e bus.Event) (int, error) {
-	endpoints, err := matchingEndpoints(ctx, tx, e)
+// Fanout queues, in tx, one delivery of each event to each enabled endpoint of its merchant whose
+// filters match its type, and returns how many it queued. It reads the endpoints of all the events'
+// merchants at once and writes the deliveries with multi-row inserts; merchants without an enabled
+// endpoint cost no write. An (endpoint, event) pair is queued at most once, however often the
+// event is fanned out. Running dispatchers of this process are woken after commit when anything
+// was queued.
+func (s *Service) Fanout(ctx context.Context, tx *sqldb.Tx, events ...bus.Event) (int, error) {
+	events = uniqueEvents(events)
+	endpoints, err := enabledEndpoints(ctx, tx, tenantsOf(events))
 	if err != nil || len(endpoints) == 0 {
 		return 0, err
 	}
-	payload, err := json.Marshal(e)
-	if err != nil {
-		return 0, fmt.Errorf("webhook: encode event %s: %w", e.ID, err)
-	}
-	now := s.opts.Clock.Now()
-	queued := 0
-	for _, endpointID := range endpoints {
-		n, err := insertDelivery(ctx, tx, e, endpointID, payload, now)
+	var rows []newDelivery
+	for _, e := range events {
+		rows, err = appendMatches(rows, e, endpoints[e.TenantID])
 		if err != nil {
 			return 0, err
 		}
-		queued += n
+	}
+	queued, err := insertDeliveries(ctx, tx, rows, s.opts.Clock.Now())
+	if err != nil {
+		return 0, err
 	}
 	if queued > 0 {
 		tx.AfterCommit(s.wake)
@@ -69,41 +77,148 @@ func (s *Service) Fanout(ctx context.Context, tx *sqldb.Tx, e bus.Event) (int, e
 	return queued, nil
 }
 
-func matchingEndpoints(ctx context.Context, tx *sqldb.Tx, e bus.Event) ([]string, error) {
-	rows, err := tx.Query(ctx, `SELECT id, event_types FROM webhook_endpoints WHERE tenant_id = $1 AND enabled = $2
-		ORDER BY id`, e.TenantID, true)
+// newDelivery is a delivery to queue: an event's payload for one endpoint.
+type newDelivery struct {
+	tenantID, endpointID, eventID, eventType, payload string
+}
+
+// endpointFilter is an enabled endpoint and the event types it takes.
+type endpointFilter struct {
+	id      string
+	filters []string
+}
+
+// uniqueEvents drops events whose (merchant, id) came earlier in the list.
+func uniqueEvents(events []bus.Event) []bus.Event {
+	seen := make(map[[2]string]bool, len(events))
+	out := make([]bus.Event, 0, len(events))
+	for _, e := range events {
+		key := [2]string{e.TenantID, e.ID}
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// tenantsOf lists the distinct merchants of events.
+func tenantsOf(events []bus.Event) []string {
+	seen := map[string]bool{}
+	var tenants []string
+	for _, e := range events {
+		if !seen[e.TenantID] {
+			seen[e.TenantID] = true
+			tenants = append(tenants, e.TenantID)
+		}
+	}
+	return tenants
+}
+
+// appendMatches appends a delivery of e to each endpoint whose filters match its type.
+func appendMatches(rows []newDelivery, e bus.Event, endpoints []endpointFilter) ([]newDelivery, error) {
+	var payload []byte
+	for _, ep := range endpoints {
+		if !matches(ep.filters, e.Type) {
+			continue
+		}
+		if payload == nil {
+			var err error
+			if payload, err = json.Marshal(e); err != nil {
+				return nil, fmt.Errorf("webhook: encode event %s: %w", e.ID, err)
+			}
+		}
+		rows = append(rows, newDelivery{tenantID: e.TenantID, endpointID: ep.id, eventID: e.ID, eventType: e.Type,
+			payload: string(payload)})
+	}
+	return rows, nil
+}
+
+// maxTenantsPerQuery bounds the IN list of one endpoint read.
+const maxTenantsPerQuery = 500
+
+// enabledEndpoints returns the enabled endpoints of tenants, by tenant, each tenant's in id order.
+// Tenants without one are absent.
+func enabledEndpoints(ctx context.Context, tx *sqldb.Tx, tenants []string) (map[string][]endpointFilter, error) {
+	out := map[string][]endpointFilter{}
+	for chunk := range slices.Chunk(tenants, maxTenantsPerQuery) {
+		if err := readEndpoints(ctx, tx, chunk, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// readEndpoints adds the enabled endpoints of tenants to out, in one query.
+func readEndpoints(ctx context.Context, tx *sqldb.Tx, tenants []string, out map[string][]endpointFilter) error {
+	d := tx.Dialect()
+	args := make([]any, 0, len(tenants)+1)
+	args = append(args, true)
+	for _, t := range tenants {
+		args = append(args, t)
+	}
+	rows, err := tx.Query(ctx, `SELECT tenant_id, id, event_types FROM webhook_endpoints WHERE enabled = `+
+		d.Placeholder(1)+` AND tenant_id IN (`+d.Placeholders(2, len(tenants))+`) ORDER BY tenant_id, id`, args...)
 	if err != nil {
-		return nil, fmt.Errorf("webhook: load endpoints: %w", err)
+		return fmt.Errorf("webhook: load endpoints: %w", err)
 	}
 	defer rows.Close()
-	var out []string
 	for rows.Next() {
-		var id, types string
-		if err := rows.Scan(&id, &types); err != nil {
-			return nil, err
+		var tenant, id, types string
+		if err := rows.Scan(&tenant, &id, &types); err != nil {
+			return fmt.Errorf("webhook: load endpoints: %w", err)
 		}
 		var filters []string
 		if err := json.Unmarshal([]byte(types), &filters); err != nil {
-			return nil, fmt.Errorf("webhook: endpoint %s has bad event types: %w", id, err)
+			return fmt.Errorf("webhook: endpoint %s has bad event types: %w", id, err)
 		}
-		if matches(filters, e.Type) {
-			out = append(out, id)
-		}
+		out[tenant] = append(out[tenant], endpointFilter{id: id, filters: filters})
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("webhook: load endpoints: %w", err)
+	}
+	return nil
 }
 
-// insertDelivery queues one delivery, due now; it returns 0 when the pair was queued before.
-func insertDelivery(ctx context.Context, tx *sqldb.Tx, e bus.Event, endpointID string, payload []byte, now time.Time) (int, error) {
+// deliveryValues is the number of parameters of one inserted delivery.
+const deliveryValues = 10
+
+// maxDeliveriesPerInsert bounds the rows of one INSERT, well below both engines' parameter limits.
+const maxDeliveriesPerInsert = 500
+
+// insertDeliveries queues rows, due now, and returns how many it queued: rows whose (endpoint,
+// event) pair was queued before are skipped.
+func insertDeliveries(ctx context.Context, tx *sqldb.Tx, rows []newDelivery, now time.Time) (int, error) {
+	queued := 0
+	for chunk := range slices.Chunk(rows, maxDeliveriesPerInsert) {
+		n, err := insertChunk(ctx, tx, chunk, now)
+		if err != nil {
+			return 0, err
+		}
+		queued += n
+	}
+	return queued, nil
+}
+
+// insertChunk queues rows with one multi-row INSERT.
+func insertChunk(ctx context.Context, tx *sqldb.Tx, rows []newDelivery, now time.Time) (int, error) {
+	at := sqldb.Micros(now)
+	args := make([]any, 0, deliveryValues*len(rows))
+	for _, r := range rows {
+		args = append(args, ids.New(deliveryPrefix, now), r.tenantID, r.endpointID, r.eventID, r.eventType, r.payload,
+			string(StatePending), at, at, at)
+	}
 	res, err := tx.Exec(ctx, `INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_type, payload,
-		state, next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7, $7)
-		ON CONFLICT (tenant_id, endpoint_id, event_id) DO NOTHING`,
-		ids.New(deliveryPrefix, now), e.TenantID, endpointID, e.ID, e.Type, string(payload), sqldb.Micros(now))
+		state, next_attempt_at, created_at, updated_at) VALUES `+tx.Dialect().Tuples(len(rows), deliveryValues)+`
+		ON CONFLICT (tenant_id, endpoint_id, event_id) DO NOTHING`, args...)
 	if err != nil {
-		return 0, fmt.Errorf("webhook: queue delivery: %w", err)
+		return 0, fmt.Errorf("webhook: queue deliveries: %w", err)
 	}
 	n, err := res.RowsAffected()
-	return int(n), err
+	if err != nil {
+		return 0, fmt.Errorf("webhook: queue deliveries: %w", err)
+	}
+	return int(n), nil
 }
 
 // SendTestParams names the endpoint to send a test event to.
@@ -141,7 +256,8 @@ func (s *Service) SendTest(ctx context.Context, p SendTestParams) (Delivery, err
 		if !ep.Enabled {
 			return endpointDisabled(ep)
 		}
-		if _, err := insertDelivery(ctx, tx, e, ep.ID, payload, now); err != nil {
+		row := newDelivery{tenantID: e.TenantID, endpointID: ep.ID, eventID: e.ID, eventType: e.Type, payload: string(payload)}
+		if _, err := insertDeliveries(ctx, tx, []newDelivery{row}, now); err != nil {
 			return err
 		}
 		d, err = scanDelivery(tx.QueryRow(ctx, `SELECT `+deliveryColumns+` FROM webhook_deliveries

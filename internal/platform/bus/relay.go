@@ -261,8 +261,8 @@ func (r *Relay) record(ctx context.Context, rows []outboxRow, errs []error, sent
 			for _, id := range sent {
 				args = append(args, id)
 			}
-			_, err := tx.Exec(ctx, `UPDATE bus_outbox SET sent_at = $1, claimed_until = 0, last_error = ''
-				WHERE id IN (`+sqldb.Placeholders(2, len(sent))+`)`, args...)
+			_, err := tx.Exec(ctx, `UPDATE bus_outbox SET sent_at = `+tx.Dialect().Placeholder(1)+`, claimed_until = 0, last_error = ''
+				WHERE id IN (`+tx.Dialect().Placeholders(2, len(sent))+`)`, args...)
 			if err != nil {
 				return err
 			}
