@@ -19,12 +19,13 @@ const GrantsConsumer = "task-grants"
 // acting on grant.succeeded, grant.failed and grant.dead: the outcome of a task's grant moves its
 // user task on (completed → rewarded or failed, failed → rewarded once a replay succeeds). Each
 // event is applied exactly once, in batches of events arriving together (bus.ConsumeBatchTx: one
-// transaction per batch, a failing batch retried event by event); grants of other sources are
-// acknowledged and ignored. Every node may run it.
+// transaction per batch, a failing batch retried event by event); events of other types and grants
+// of other sources are acknowledged unread, with no write (ConsumerOptions.Relevant). Every node
+// may run it.
 func (s *Service) ConsumeGrants(ctx context.Context, b *bus.Bus) (stop func(), err error) {
 	return b.ConsumeBatchTx(ctx, s.db, bus.ConsumerOptions{Stream: bus.Domain, Name: GrantsConsumer,
 		// One filter (grant.>) rather than three: servers before NATS 2.10 take one only.
-		FilterSubjects: []string{b.Subject(bus.Domain, "grant", ">")}},
+		FilterSubjects: []string{b.Subject(bus.Domain, "grant", ">")}, Relevant: taskGrantEvents},
 		func(ctx context.Context, tx *sqldb.Tx, msgs []bus.Msg) error {
 			for _, m := range msgs {
 				e, err := bus.DecodeEvent(m)
@@ -37,6 +38,25 @@ func (s *Service) ConsumeGrants(ctx context.Context, b *bus.Bus) (stop func(), e
 			}
 			return nil
 		})
+}
+
+// taskGrantEvents picks the grant outcomes of task grants; a message that does not decode is
+// relevant, so that the handler terminates it.
+func taskGrantEvents(_ context.Context, msgs []bus.Msg) ([]bool, error) {
+	out := make([]bool, len(msgs))
+	for i, m := range msgs {
+		e, err := bus.DecodeEvent(m)
+		if err != nil {
+			out[i] = true
+			continue
+		}
+		switch e.Type {
+		case reward.EventSucceeded, reward.EventFailed, reward.EventDead:
+			var data grantEvent
+			out[i] = json.Unmarshal(e.Data, &data) != nil || data.SourceKind == SourceKind
+		}
+	}
+	return out, nil
 }
 
 // grantEvent is what the task center reads of a grant.* event's data.

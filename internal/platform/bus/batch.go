@@ -130,15 +130,11 @@ func (bc *batchConsumer) handleBatch(jms []jetstream.Msg) {
 		return
 	}
 	start := time.Now()
-	fresh, err := bc.process(msgs)
+	results, err := bc.process(msgs)
 	bc.bus.metrics.handleTime.WithLabelValues(bc.opts.Name).Observe(time.Since(start).Seconds())
 	if err == nil {
 		for i, jm := range readable {
-			if fresh[i] {
-				bc.ack(jm, resultAck)
-			} else {
-				bc.ack(jm, resultDuplicate)
-			}
+			bc.ack(jm, results[i])
 		}
 		return
 	}
@@ -147,26 +143,71 @@ func (bc *batchConsumer) handleBatch(jms []jetstream.Msg) {
 		return
 	}
 	for i, jm := range readable {
-		fresh, err := bc.process(msgs[i : i+1])
-		if err == nil && !fresh[0] {
+		results, err := bc.process(msgs[i : i+1])
+		if err == nil && results[0] == resultDuplicate {
 			err = errDuplicate
+		}
+		if err == nil && results[0] == resultSkipped {
+			bc.ack(jm, resultSkipped)
+			continue
 		}
 		bc.settle(jm, msgs[i], err)
 	}
 }
 
 // process records msgs as processed and runs the handler on the fresh ones, in one transaction.
-// fresh[i] tells whether msgs[i] was new.
-func (bc *batchConsumer) process(msgs []Msg) (fresh []bool, err error) {
+// results[i] is msgs[i]'s outcome: resultAck (new and handled), resultDuplicate (processed
+// before) or resultSkipped (not relevant, see ConsumerOptions.Relevant: neither recorded nor
+// handled).
+func (bc *batchConsumer) process(msgs []Msg) (results []string, err error) {
+	if bc.opts.Relevant == nil {
+		return bc.processAll(msgs)
+	}
+	relevant, err := bc.opts.Relevant(bc.ctx, msgs)
+	if err != nil {
+		return nil, fmt.Errorf("bus: relevant: %w", err)
+	}
+	if len(relevant) != len(msgs) {
+		return nil, fmt.Errorf("bus: relevant answered %d flags for %d messages", len(relevant), len(msgs))
+	}
+	results = make([]string, len(msgs))
+	var (
+		todo []Msg
+		at   []int
+	)
+	for i, m := range msgs {
+		if relevant[i] {
+			todo, at = append(todo, m), append(at, i)
+		} else {
+			results[i] = resultSkipped
+		}
+	}
+	if len(todo) == 0 {
+		return results, nil
+	}
+	got, err := bc.processAll(todo)
+	if err != nil {
+		return nil, err
+	}
+	for n, i := range at {
+		results[i] = got[n]
+	}
+	return results, nil
+}
+
+// processAll records msgs as processed and runs the handler on the new ones, in one transaction.
+func (bc *batchConsumer) processAll(msgs []Msg) (results []string, err error) {
 	err = bc.db.Tx(bc.ctx, func(tx *sqldb.Tx) error {
-		var err error
-		fresh, err = bc.record(tx, msgs)
+		fresh, err := bc.record(tx, msgs)
 		if err != nil {
 			return err
 		}
+		results = make([]string, len(msgs))
 		todo := make([]Msg, 0, len(msgs))
 		for i, m := range msgs {
+			results[i] = resultDuplicate
 			if fresh[i] {
+				results[i] = resultAck
 				todo = append(todo, m)
 			}
 		}
@@ -175,7 +216,7 @@ func (bc *batchConsumer) process(msgs []Msg) (fresh []bool, err error) {
 		}
 		return callBatch(bc.ctx, bc.handler, tx, todo)
 	})
-	return fresh, err
+	return results, err
 }
 
 // record inserts the processed rows of msgs and reports which were new. A message id that

@@ -164,3 +164,82 @@ func TestConsumeBatchTxStopSettlesWhatItPulled(t *testing.T) {
 		require.Equal(t, n, distinct)
 	})
 }
+
+func TestConsumeBatchTxSkipsIrrelevantMessages(t *testing.T) {
+	t.Parallel()
+	runStores(t, func(t *testing.T, env *bustest.Env, db *sqldb.DB) {
+		tb := setup(t, env, bus.Options{})
+		const n = 300
+		require.NoError(t, tb.bus.PublishBatch(tb.ctx, messages(tb.bus, bus.Events, n, "task")))
+
+		var handled atomic.Int64
+		opts := bus.ConsumerOptions{Stream: bus.Events, Name: "relevant", BatchSize: 64,
+			// Every third message matters; the rest are acknowledged without a trace.
+			Relevant: func(ctx context.Context, msgs []bus.Msg) ([]bool, error) {
+				out := make([]bool, len(msgs))
+				for i, m := range msgs {
+					out[i] = m.Sequence%3 == 0
+				}
+				return out, nil
+			}}
+		_, err := tb.bus.ConsumeBatchTx(tb.ctx, db, opts, func(ctx context.Context, tx *sqldb.Tx, msgs []bus.Msg) error {
+			for _, m := range msgs {
+				if m.Sequence%3 != 0 {
+					return errors.New("an irrelevant message reached the handler")
+				}
+			}
+			handled.Add(int64(len(msgs)))
+			return applyEffects(ctx, tx, msgs)
+		})
+		require.NoError(t, err)
+		labels := func(result string) map[string]string {
+			return map[string]string{"consumer": "relevant", "result": result}
+		}
+		waitUntil(t, func(c *assert.CollectT) bool {
+			return metric(c, tb.reg, "perk_bus_handled_total", labels("skipped"))+
+				metric(c, tb.reg, "perk_bus_handled_total", labels("ack")) == n
+		})
+		require.EqualValues(t, n/3, handled.Load())
+		total, distinct := effects(t, db)
+		require.Equal(t, n/3, total)
+		require.Equal(t, n/3, distinct)
+		require.EqualValues(t, n-n/3, metric(t, tb.reg, "perk_bus_handled_total", labels("skipped")))
+		var processed int
+		require.NoError(t, db.Reader().QueryRow(tb.ctx, `SELECT COUNT(*) FROM bus_processed
+			WHERE consumer = 'EVENTS/relevant'`).Scan(&processed))
+		require.Equal(t, n/3, processed, "only relevant messages are recorded")
+	})
+}
+
+func TestConsumeBatchTxRetriesWhenRelevantFails(t *testing.T) {
+	t.Parallel()
+	runStores(t, func(t *testing.T, env *bustest.Env, db *sqldb.DB) {
+		tb := setup(t, env, bus.Options{})
+		const n = 20
+		require.NoError(t, tb.bus.PublishBatch(tb.ctx, messages(tb.bus, bus.Events, n, "task")))
+		var calls atomic.Int64
+		opts := bus.ConsumerOptions{Stream: bus.Events, Name: "flaky-relevant", BatchSize: 64,
+			Backoff: []time.Duration{10 * time.Millisecond},
+			Relevant: func(ctx context.Context, msgs []bus.Msg) ([]bool, error) {
+				if calls.Add(1) <= 2 {
+					return nil, errors.New("store unavailable")
+				}
+				out := make([]bool, len(msgs))
+				for i := range out {
+					out[i] = true
+				}
+				return out, nil
+			}}
+		_, err := tb.bus.ConsumeBatchTx(tb.ctx, db, opts, func(ctx context.Context, tx *sqldb.Tx, msgs []bus.Msg) error {
+			return applyEffects(ctx, tx, msgs)
+		})
+		require.NoError(t, err)
+		waitUntil(t, func(c *assert.CollectT) bool {
+			total, _ := effects(c, db)
+			return total == n
+		})
+		total, distinct := effects(t, db)
+		require.Equal(t, n, total)
+		require.Equal(t, n, distinct)
+	})
+}

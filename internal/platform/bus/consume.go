@@ -47,7 +47,17 @@ type ConsumerOptions struct {
 	// PruneInterval is how often ConsumeTx deletes processed IDs older than ProcessedRetention
 	// (default 1h).
 	PruneInterval time.Duration
+	// Relevant, for ConsumeBatchTx, tells which messages of a batch the handler must see. The
+	// others are acknowledged at once (counted as "skipped"), with no processed record, and a batch
+	// with no relevant message opens no transaction. Use it for consumers that ignore most of what
+	// their subjects carry; it must be cheap (reads only) and, for a given message, give the same
+	// answer each time it matters: a message skipped is never handled. An error fails the batch
+	// (retried message by message). Nil means every message is relevant.
+	Relevant RelevantFunc
 }
+
+// RelevantFunc reports, for each message of a batch, whether the handler must see it.
+type RelevantFunc func(ctx context.Context, msgs []Msg) ([]bool, error)
 
 // pullExpiry bounds how long one pull request stays open. The client's default (30 s) let a
 // consumer under heavy load sit for the rest of a stuck pull before asking again (seen as

@@ -14,6 +14,7 @@ const (
 	resultTerm      = "term"      // permanent failure or deliveries exhausted; not redelivered
 	resultDuplicate = "duplicate" // ConsumeTx saw a message it had already processed
 	resultStopped   = "stopped"   // handed back unprocessed because the consumer was stopping
+	resultSkipped   = "skipped"   // not relevant to the consumer (ConsumerOptions.Relevant): acknowledged unhandled
 )
 
 type metrics struct {
