@@ -4,3 +4,16 @@ import "database/sql"
 
 // SQLNoRows is exported for the external tests.
 var SQLNoRows = sql.ErrNoRows
+
+// CachedStatements is how many prepared statements db's reader cache holds (0 without a cache).
+func CachedStatements(db *DB) int {
+	if db.readStmts == nil {
+		return 0
+	}
+	db.readStmts.mu.RLock()
+	defer db.readStmts.mu.RUnlock()
+	return len(db.readStmts.m)
+}
+
+// MaxCachedStatements is the bound of a statement cache.
+const MaxCachedStatements = maxCachedStatements

@@ -50,6 +50,8 @@ type DB struct {
 	write   *sql.DB
 	read    *sql.DB // same engine, consistent reads (SQLite reader pool; PostgreSQL primary)
 	replica *sql.DB // lag-tolerant reads; equals read when no replica is configured
+	// readStmts caches the reader pool's prepared statements (SQLite only: pgx caches its own).
+	readStmts *stmtCache
 }
 
 // Open connects to the database described by opts and checks that it answers.
@@ -110,7 +112,7 @@ func openSQLite(opts Options) (*DB, error) {
 	}
 	read.SetMaxOpenConns(readers)
 	read.SetMaxIdleConns(readers)
-	return &DB{dialect: SQLite, write: write, read: read, replica: read}, nil
+	return &DB{dialect: SQLite, write: write, read: read, replica: read, readStmts: newStmtCache(read)}, nil
 }
 
 func openPostgres(opts Options) (*DB, error) {
@@ -169,16 +171,29 @@ func (db *DB) Dialect() Dialect { return db.dialect }
 func (db *DB) Writer() *sql.DB { return db.write }
 
 // Reader returns a querier for reads that must see every committed write.
-func (db *DB) Reader() Querier { return querier{db.read} }
+func (db *DB) Reader() Querier {
+	if db.readStmts != nil {
+		return cachedQuerier{pool: db.read, cache: db.readStmts}
+	}
+	return querier{db.read}
+}
 
 // Replica returns a querier for reads that tolerate replication lag.
-func (db *DB) Replica() Querier { return querier{db.replica} }
+func (db *DB) Replica() Querier {
+	if db.replica == db.read {
+		return db.Reader()
+	}
+	return querier{db.replica}
+}
 
 // Stats returns the pool statistics of the writer and reader pools, for metrics.
 func (db *DB) Stats() (write, read sql.DBStats) { return db.write.Stats(), db.read.Stats() }
 
 // Close closes every pool.
 func (db *DB) Close() error {
+	if db.readStmts != nil {
+		db.readStmts.close()
+	}
 	errs := []error{db.write.Close()}
 	if db.read != db.write {
 		errs = append(errs, db.read.Close())

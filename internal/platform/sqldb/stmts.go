@@ -1,0 +1,93 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+)
+
+// maxCachedStatements bounds a statement cache; past it, statements run unprepared (texts built
+// per call, such as IN lists of every length, must not grow it without end).
+const maxCachedStatements = 512
+
+// stmtCache keeps the prepared statements of one pool by their text. The SQLite driver otherwise
+// parses and plans every statement anew, which costs a quarter of a short read. database/sql
+// prepares a cached statement on each connection the first time it runs there and keeps it.
+// Only pools outside transactions use it: a statement is never shared by two open result sets of
+// one connection, because a connection serving open rows is not free for another query.
+type stmtCache struct {
+	pool *sql.DB
+	mu   sync.RWMutex
+	m    map[string]*sql.Stmt
+}
+
+func newStmtCache(pool *sql.DB) *stmtCache {
+	return &stmtCache{pool: pool, m: map[string]*sql.Stmt{}}
+}
+
+// get returns the prepared statement of query, preparing it if the cache has room; nil means
+// "run it unprepared".
+func (c *stmtCache) get(ctx context.Context, query string) *sql.Stmt {
+	c.mu.RLock()
+	st, ok := c.m[query]
+	full := len(c.m) >= maxCachedStatements
+	c.mu.RUnlock()
+	if ok || full {
+		return st
+	}
+	st, err := c.pool.PrepareContext(ctx, query)
+	if err != nil {
+		return nil // the unprepared run reports the error
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if prev, ok := c.m[query]; ok {
+		_ = st.Close()
+		return prev
+	}
+	if len(c.m) >= maxCachedStatements {
+		_ = st.Close()
+		return nil
+	}
+	c.m[query] = st
+	return st
+}
+
+// close closes every cached statement.
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for q, st := range c.m {
+		_ = st.Close()
+		delete(c.m, q)
+	}
+}
+
+// cachedQuerier runs statements on a pool through its statement cache.
+type cachedQuerier struct {
+	pool  *sql.DB
+	cache *stmtCache
+}
+
+func (q cachedQuerier) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := q.cache.get(ctx, query); st != nil {
+		res, err := st.ExecContext(ctx, args...)
+		return res, classify(err)
+	}
+	return querier{q.pool}.Exec(ctx, query, args...)
+}
+
+func (q cachedQuerier) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := q.cache.get(ctx, query); st != nil {
+		rows, err := st.QueryContext(ctx, args...)
+		return rows, classify(err)
+	}
+	return querier{q.pool}.Query(ctx, query, args...)
+}
+
+func (q cachedQuerier) QueryRow(ctx context.Context, query string, args ...any) Row {
+	if st := q.cache.get(ctx, query); st != nil {
+		return Row{st.QueryRowContext(ctx, args...)}
+	}
+	return querier{q.pool}.QueryRow(ctx, query, args...)
+}
