@@ -122,6 +122,7 @@ func (s *Server) humaConfig() huma.Config {
 	cfg := huma.DefaultConfig("perk API", s.deps.Version)
 	cfg.Components.Schemas = huma.NewMapRegistry("#/components/schemas/", schemaName)
 	cfg.CreateHooks = nil // no $schema links in bodies
+	cfg.Formats = jsonFormats()
 	cfg.DocsPath = ""     // /docs is ours: self-contained, no CDN
 	cfg.SchemasPath = ""
 	cfg.OpenAPIPath = "/openapi"
