@@ -25,14 +25,19 @@ const MaxTestDataBytes = 16 << 10
 // each event, one delivery per enabled endpoint of the event's merchant whose filters match (see
 // Fanout). Events arriving together (up to opts.BatchSize) are fanned out in one transaction with
 // their processed records, so a batch costs one commit; a failing batch is retried event by event,
-// and a message that is not an event is terminated alone. opts.Stream defaults to DOMAIN and
-// opts.Name to ConsumerName; instances with one name on several nodes share the events.
+// and a message that is not an event is terminated alone. Events no enabled endpoint takes are
+// acknowledged with no processed record and no transaction (opts.Relevant defaults to a read of
+// the batch's endpoints; see bus.ConsumerOptions). opts.Stream defaults to DOMAIN and opts.Name to
+// ConsumerName; instances with one name on several nodes share the events.
 func (s *Service) Consume(ctx context.Context, b *bus.Bus, opts bus.ConsumerOptions) (stop func(), err error) {
 	if opts.Stream == "" {
 		opts.Stream = bus.Domain
 	}
 	if opts.Name == "" {
 		opts.Name = ConsumerName
+	}
+	if opts.Relevant == nil {
+		opts.Relevant = s.relevant
 	}
 	return b.ConsumeBatchTx(ctx, s.db, opts, func(ctx context.Context, tx *sqldb.Tx, msgs []bus.Msg) error {
 		events := make([]bus.Event, 0, len(msgs))
@@ -48,6 +53,33 @@ func (s *Service) Consume(ctx context.Context, b *bus.Bus, opts bus.ConsumerOpti
 	})
 }
 
+// relevant flags the messages the fan-out must handle: events an enabled endpoint of their
+// merchant takes, read once for the batch outside any transaction (Fanout reads again in its own),
+// and messages that do not decode, so that the handler terminates them.
+func (s *Service) relevant(ctx context.Context, msgs []bus.Msg) ([]bool, error) {
+	out := make([]bool, len(msgs))
+	events := make([]bus.Event, 0, len(msgs))
+	at := make([]int, 0, len(msgs))
+	for i, m := range msgs {
+		e, err := bus.DecodeEvent(m)
+		if err != nil {
+			out[i] = true
+			continue
+		}
+		events, at = append(events, e), append(at, i)
+	}
+	endpoints, err := enabledEndpoints(ctx, s.db.Reader(), s.db.Dialect(), tenantsOf(events))
+	if err != nil {
+		return nil, err
+	}
+	for n, e := range events {
+		out[at[n]] = slices.ContainsFunc(endpoints[e.TenantID], func(ep endpointFilter) bool {
+			return matches(ep.filters, e.Type)
+		})
+	}
+	return out, nil
+}
+
 // Fanout queues, in tx, one delivery of each event to each enabled endpoint of its merchant whose
 // filters match its type, and returns how many it queued. It reads the endpoints of all the events'
 // merchants at once and writes the deliveries with multi-row inserts; merchants without an enabled
@@ -56,7 +88,7 @@ func (s *Service) Consume(ctx context.Context, b *bus.Bus, opts bus.ConsumerOpti
 // was queued.
 func (s *Service) Fanout(ctx context.Context, tx *sqldb.Tx, events ...bus.Event) (int, error) {
 	events = uniqueEvents(events)
-	endpoints, err := enabledEndpoints(ctx, tx, tenantsOf(events))
+	endpoints, err := enabledEndpoints(ctx, tx, tx.Dialect(), tenantsOf(events))
 	if err != nil || len(endpoints) == 0 {
 		return 0, err
 	}
@@ -139,10 +171,10 @@ const maxTenantsPerQuery = 500
 
 // enabledEndpoints returns the enabled endpoints of tenants, by tenant, each tenant's in id order.
 // Tenants without one are absent.
-func enabledEndpoints(ctx context.Context, tx *sqldb.Tx, tenants []string) (map[string][]endpointFilter, error) {
+func enabledEndpoints(ctx context.Context, q sqldb.Querier, d sqldb.Dialect, tenants []string) (map[string][]endpointFilter, error) {
 	out := map[string][]endpointFilter{}
 	for chunk := range slices.Chunk(tenants, maxTenantsPerQuery) {
-		if err := readEndpoints(ctx, tx, chunk, out); err != nil {
+		if err := readEndpoints(ctx, q, d, chunk, out); err != nil {
 			return nil, err
 		}
 	}
@@ -150,14 +182,13 @@ func enabledEndpoints(ctx context.Context, tx *sqldb.Tx, tenants []string) (map[
 }
 
 // readEndpoints adds the enabled endpoints of tenants to out, in one query.
-func readEndpoints(ctx context.Context, tx *sqldb.Tx, tenants []string, out map[string][]endpointFilter) error {
-	d := tx.Dialect()
+func readEndpoints(ctx context.Context, q sqldb.Querier, d sqldb.Dialect, tenants []string, out map[string][]endpointFilter) error {
 	args := make([]any, 0, len(tenants)+1)
 	args = append(args, true)
 	for _, t := range tenants {
 		args = append(args, t)
 	}
-	rows, err := tx.Query(ctx, `SELECT tenant_id, id, event_types FROM webhook_endpoints WHERE enabled = `+
+	rows, err := q.Query(ctx, `SELECT tenant_id, id, event_types FROM webhook_endpoints WHERE enabled = `+
 		d.Placeholder(1)+` AND tenant_id IN (`+d.Placeholders(2, len(tenants))+`) ORDER BY tenant_id, id`, args...)
 	if err != nil {
 		return fmt.Errorf("webhook: load endpoints: %w", err)

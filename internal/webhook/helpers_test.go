@@ -119,22 +119,17 @@ func (b *testBundle) event(eventType string) bus.Event {
 		SourceKind: "grant", SourceID: "grt_1", Time: b.clock.Now(), Data: []byte(`{"amount":100}`)}
 }
 
-// fanout queues deliveries of events in one transaction and returns how many it queued.
+// fanout queues deliveries of events with one Fanout in one transaction and returns how many it
+// queued.
 func (b *testBundle) fanout(t *testing.T, events ...bus.Event) int {
 	t.Helper()
-	total := 0
+	var queued int
 	require.NoError(t, b.db.Tx(t.Context(), func(tx *sqldb.Tx) error {
-		total = 0
-		for _, e := range events {
-			n, err := b.svc.Fanout(t.Context(), tx, e)
-			if err != nil {
-				return err
-			}
-			total += n
-		}
-		return nil
+		var err error
+		queued, err = b.svc.Fanout(t.Context(), tx, events...)
+		return err
 	}))
-	return total
+	return queued
 }
 
 func (b *testBundle) dispatch(t *testing.T) int {
