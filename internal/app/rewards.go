@@ -55,6 +55,7 @@ func (a *App) startConsumers(ctx context.Context) error {
 		"webhook fan-out":     func() (func(), error) { return a.webhooks.Consume(ctx, a.bus, bus.ConsumerOptions{}) },
 		"grant executor":      func() (func(), error) { return a.rewards.Consume(ctx, a.bus) },
 		"coupon issue rules":  func() (func(), error) { return a.coupons.Consume(ctx, a.bus) },
+		"coupon wallet cache": func() (func(), error) { return a.coupons.WatchWallets(ctx, a.bus) },
 		"task progress":       func() (func(), error) { return a.tasks.Consume(ctx, a.bus, a.db) },
 		"task grant outcomes": func() (func(), error) { return a.tasks.ConsumeGrants(ctx, a.bus) },
 	} {

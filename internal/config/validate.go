@@ -292,5 +292,8 @@ func (c Coupons) validate() []Problem {
 	ps.oneOf("rollback_policy", c.RollbackPolicy, "restore_if_valid", "never_restore")
 	ps.notNegative("archive_after", c.ArchiveAfter)
 	ps.positive("sweep_interval", c.SweepInterval)
+	ps.notNegative("wallet_cache_ttl", c.WalletCacheTTL)
+	ps.minInt("wallet_cache_size", int64(c.WalletCacheSize), 1)
+	ps.maxInt("wallet_cache_size", int64(c.WalletCacheSize), 10_000_000)
 	return ps
 }

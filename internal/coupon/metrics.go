@@ -14,6 +14,7 @@ type metrics struct {
 	redemptions *prometheus.CounterVec
 	qualify     prometheus.Histogram
 	swept       *prometheus.CounterVec
+	walletCache *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -39,5 +40,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "perk_coupon_swept_total",
 			Help: "Rows changed by the lifecycle sweeps, by job (expired, released, archived).",
 		}, []string{"job"})),
+		walletCache: prom.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "perk_coupon_wallet_cache_total",
+			Help: "Wallet reads of qualification, by result (hit: served from memory, miss: read from the database).",
+		}, []string{"result"})),
 	}
 }

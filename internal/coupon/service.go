@@ -48,6 +48,11 @@ type Options struct {
 	// (default 500).
 	SweepInterval time.Duration
 	SweepBatch    int
+	// WalletCacheTTL keeps each qualified user's usable coupons in memory for qualification, at
+	// most this long (see walletcache.go); 0 turns the cache off. WalletCacheSize bounds the
+	// wallets held (default 100,000).
+	WalletCacheTTL  time.Duration
+	WalletCacheSize int
 }
 
 // Service issues, holds, qualifies, redeems and retires coupons. Every method is scoped to one
@@ -63,6 +68,7 @@ type Service struct {
 	guard     kv.Store // per-coupon lock guards (a shared store only)
 	dialect   sqldb.Dialect
 	programs  *rules.Cache
+	wallets   *walletCache // nil: off
 }
 
 // New returns a Service on db, which must be migrated with Migrations.
@@ -91,9 +97,13 @@ func New(db *sqldb.DB, opts Options) (*Service, error) {
 	if opts.SweepBatch <= 0 {
 		opts.SweepBatch = 500
 	}
+	if opts.WalletCacheSize <= 0 {
+		opts.WalletCacheSize = 100_000
+	}
 	s := &Service{db: db, opts: opts, clock: opts.Clock, log: opts.Logger.With("module", "coupon"),
 		metrics: newMetrics(opts.Registerer), templates: newTemplates(opts.Catalog, opts.Snapshot),
 		programs: rules.NewCache(0), dialect: db.Dialect()}
+	s.wallets = newWalletCache(opts.WalletCacheTTL, opts.WalletCacheSize, opts.Clock.Now)
 	if shared(opts.KV) {
 		s.limits = newKVLimits(opts.KV, opts.Clock, s.log)
 		s.guard = opts.KV
@@ -138,8 +148,13 @@ func (s *Service) skipLocked() string {
 // markers: 100 events (600 markers) per statement cost a fifth of 500.
 const sqliteEventChunk = 100
 
-// emit writes events in tx, if an event sink is configured.
+// emit writes events in tx, if an event sink is configured. Every change of a coupon's state
+// passes here, so it also drops the owners' cached wallets once tx has committed.
 func (s *Service) emit(ctx context.Context, tx *sqldb.Tx, events []bus.Event) error {
+	if s.wallets != nil && len(events) > 0 {
+		keys := walletKeys(events)
+		tx.AfterCommit(func() { s.wallets.drop(keys...) })
+	}
 	if s.opts.Events == nil {
 		return nil
 	}
@@ -174,7 +189,7 @@ type couponEvent struct {
 
 // couponEvents builds one event of type typ per coupon; detail fills the optional fields.
 func (s *Service) couponEvents(typ string, now time.Time, cs []Coupon, detail func(c Coupon, e *couponEvent)) []bus.Event {
-	if s.opts.Events == nil {
+	if s.opts.Events == nil && s.wallets == nil {
 		return nil
 	}
 	out := make([]bus.Event, len(cs))

@@ -125,7 +125,7 @@ func (s *Service) Qualify(ctx context.Context, p QualifyParams) (qualify.Result,
 	if err := qualify.ValidateCart(p.Cart); err != nil {
 		return qualify.Result{}, err
 	}
-	coupons, err := s.usable(ctx, p.TenantID, p.UserID, nil)
+	coupons, err := s.cachedWallet(ctx, p.TenantID, p.UserID)
 	if err != nil {
 		return qualify.Result{}, err
 	}
