@@ -26,7 +26,7 @@ func TestJSONFormatWritesWhatEncodingJSONWrites(t *testing.T) {
 				Output: json.RawMessage(`{"entry_id":"le_1"}`)}}},
 		"result": qualify.Result{Coupons: []qualify.Outcome{{CouponID: "c1", Applicable: true, Discount: 3000}, {CouponID: "c2",
 			Reasons: []qualify.Reason{{Code: "below_threshold", Message: "¥12.00 more for ¥30.00 off \u2028"}}}}},
-		"map":   map[string]any{"z": 1, "a": []string{}, "m": nil, "f": 1.5, "big": int64(1) << 53, "html": "<a href='x'>"},
+		"map": map[string]any{"z": 1, "a": []string{}, "m": nil, "f": 1.5, "big": int64(1) << 53, "html": "<a href='x'>"},
 		"empty": struct {
 			A []int          `json:"a"`
 			B []int          `json:"b,omitempty"`

@@ -123,7 +123,7 @@ func (s *Server) humaConfig() huma.Config {
 	cfg.Components.Schemas = huma.NewMapRegistry("#/components/schemas/", schemaName)
 	cfg.CreateHooks = nil // no $schema links in bodies
 	cfg.Formats = jsonFormats()
-	cfg.DocsPath = ""     // /docs is ours: self-contained, no CDN
+	cfg.DocsPath = "" // /docs is ours: self-contained, no CDN
 	cfg.SchemasPath = ""
 	cfg.OpenAPIPath = "/openapi"
 	cfg.Info.Description = "perk is a user-growth and incentive platform: task centers, campaigns, coupons, " +
