@@ -117,7 +117,9 @@ func lineAmounts(buf []int64, items []Item) ([]int64, int64) {
 }
 
 // celVars are the variables of CEL conditions, kept between evaluations so that their maps are
-// refilled rather than allocated: CEL reads them during EvalBool and keeps nothing.
+// refilled rather than allocated: CEL reads them during EvalBool and keeps nothing. The values are
+// pointers to the cart's strings and numbers, which CEL reads as it reads the values themselves,
+// so that binding them allocates nothing.
 type celVars struct {
 	vars, cart map[string]any
 	items      []any
@@ -125,8 +127,10 @@ type celVars struct {
 	set        bool
 }
 
-// fill binds user and the cart as CEL conditions see it.
-func (v *celVars) fill(user map[string]any, c *Cart, cur string, amounts []int64, total int64) map[string]any {
+// fill binds user and the cart as CEL conditions see it. The cart, cur, amounts and total must
+// not change until reset.
+func (v *celVars) fill(user map[string]any, c *Cart, cur *string, amounts []int64,
+	total *int64) map[string]any {
 	if v.vars == nil {
 		v.vars, v.cart = make(map[string]any, 2), make(map[string]any, 5)
 	}
@@ -139,11 +143,13 @@ func (v *celVars) fill(user map[string]any, c *Cart, cur string, amounts []int64
 	}
 	for i := range c.Items {
 		it, m := &c.Items[i], v.itemMaps[i]
-		m["sku"], m["category"], m["brand"], m["model"] = it.SKU, it.Category, it.Brand, it.Model
-		m["unit_price"], m["quantity"], m["amount"] = it.UnitPrice, it.Quantity, amounts[i]
+		m["sku"], m["category"] = &it.SKU, &it.Category
+		m["brand"], m["model"] = &it.Brand, &it.Model
+		m["unit_price"], m["quantity"], m["amount"] = &it.UnitPrice, &it.Quantity, &amounts[i]
 		items[i] = m
 	}
-	v.cart["business_line"], v.cart["channel"], v.cart["currency"] = c.BusinessLine, c.Channel, cur
+	v.cart["business_line"], v.cart["channel"] = &c.BusinessLine, &c.Channel
+	v.cart["currency"] = cur
 	v.cart["amount"], v.cart["items"] = total, items
 	v.vars["user"], v.vars["cart"] = user, v.cart
 	v.set = true

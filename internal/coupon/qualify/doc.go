@@ -38,7 +38,9 @@
 //
 // The stack is found by a branch and bound over the candidates (per template, its coupon that
 // expires first), started from the per-group optimum of standalone values, pruned by bounds that
-// hold at the cent, with the additive tail (amounts off that cannot run out of items, seller
-// bonuses) settled per group without branching. It is exact within a budget of 256 nodes, which
-// ordinary wallets stay well inside; past it the best stack found so far is returned.
+// hold at the cent (on what the stack could still gain, and on how few coupons could still tie
+// the best), with the most promising children first and the additive tail (amounts off that
+// cannot run out of items, seller bonuses) settled per group without branching. It is exact
+// within a budget of 256 nodes, which ordinary wallets stay well inside; past it the best stack
+// found so far is returned.
 package qualify

@@ -2,6 +2,7 @@ package qualify
 
 import (
 	"context"
+	"math/bits"
 	"strings"
 	"sync"
 	"time"
@@ -35,28 +36,43 @@ type evaluator struct {
 	cur     *currency
 	amounts []int64
 	total   int64
-	// itemHash are the hashes of the items' values, by dimension (hashOf).
+	// itemVals and itemHash are the items' values and their hashes (hashOf), by dimension.
+	itemVals [][numDims]string
 	itemHash [][numDims]uint64
-	allIdx   []int32
+	// allIdx lists every item; allBits has a bit set for each, live is eligibleItems' scratch.
+	allIdx        []int32
+	allBits, live []uint64
+	// bitItems has, per item dimension and hash bit (hashBit), the set of items whose value has
+	// that bit (len(allBits) words); cartBits has, per dimension, the bits of the items' values.
+	bitItems []uint64
+	cartBits [numDims]uint64
 	vars     map[string]any
 	cel      celVars
+	conds    []condAnswer
 	// slots is an open-addressing table of the templates met (1 + their index in tevals, 0:
-	// free), a power of two in size, at least twice the coupons.
-	slots   []int32
-	tevals  []tmplEval
-	tidx    []int32
-	sp      splitter
-	scratch []int64
-	eligBuf []int32
-	idx     slab[int32]
-	// shares and reasons carve what the result holds: they start empty for every evaluation.
-	shares  slab[Share]
-	reasons slab[Reason]
+	// free), a power of two in size, at least twice the coupons; keySlots likewise of the keys and
+	// versions met (1 + their index in keys).
+	slots    []int32
+	keySlots []int32
+	keys     []keyTemplate
+	tevals   []tmplEval
+	// tidx are the outcomes' template evaluations (-1: missing); appl lists the applicable
+	// outcomes.
+	tidx, appl []int32
+	sp         splitter
+	scratch    []int64
+	idx        slab[int32]
+	// shares carves the splits the result holds: it starts empty for every evaluation.
+	shares slab[Share]
+	// rbuf holds the evaluation's reasons, named by spans (rspan: each outcome's), until publish
+	// copies them into one block of the result.
+	rbuf  []Reason
+	rspan []reasonSpan
 	// splitItems is how many shares the splits of the applicable templates hold: they are
 	// allocated at once, by computeSplits, when every coupon has been qualified.
 	splitItems int
 	// missing is the reason of the coupons whose template is missing, shared.
-	missing []Reason
+	missing reasonSpan
 	// notFor caches the "not valid for" reasons of this cart's values, lastTime the last
 	// not-started and expired reasons.
 	notFor   []notForReason
@@ -65,10 +81,12 @@ type evaluator struct {
 	inStack []bool
 	groups  []groupUse
 	full    []fullReason
-	leftBy  [][]Reason
+	leftBy  []reasonSpan
 	cands   []cand
 	group   []*cand
-	search  searcher
+	// stacks are, per family, its best exclusive coupon alone and its best group stack.
+	stacks [numFamilies][2]stack
+	search searcher
 	// nodes is the most nodes a stack search of this evaluation visited; budget, when set,
 	// replaces maxSearchNodes (for tests).
 	nodes, budget int
@@ -79,13 +97,13 @@ type tmplEval struct {
 	t *Template
 	// hard are the reasons that do not depend on the coupon: currency, business line, channel,
 	// no eligible item.
-	hard []Reason
+	hard reasonSpan
 	// elig are the indexes of the eligible items and base their amount.
 	elig []int32
 	base int64
 	// soft (condition, threshold), value and split are computed once a coupon needs them.
 	softDone bool
-	soft     []Reason
+	soft     reasonSpan
 	value    int64
 	// split is set by computeSplits for the templates that apply (wantSplit).
 	wantSplit bool
@@ -99,20 +117,40 @@ var evaluators = sync.Pool{New: func() any { return &evaluator{} }}
 // getEvaluator takes a pooled evaluator and sets it up for in.
 func getEvaluator(in *Input) *evaluator {
 	e := evaluators.Get().(*evaluator)
+	e.setup(in)
+	return e
+}
+
+// setup readies e, new or pooled, for in.
+func (e *evaluator) setup(in *Input) {
 	e.in, e.cart = in, &in.Cart
 	e.msg = messages{zh: strings.HasPrefix(in.Lang, "zh")}
 	e.cur = currencyOf(in.Cart.Currency)
 	e.amounts, e.total = lineAmounts(e.amounts, in.Cart.Items)
 	e.itemHash = resize(e.itemHash, len(in.Cart.Items))
+	e.itemVals = resize(e.itemVals, len(in.Cart.Items))
 	for i := range in.Cart.Items {
-		it, h := &in.Cart.Items[i], &e.itemHash[i]
+		it, h, v := &in.Cart.Items[i], &e.itemHash[i], &e.itemVals[i]
 		for d := firstItemDim; d < numDims; d++ {
-			h[d] = hashOf(itemValue(it, d))
+			v[d] = itemValue(it, d)
+			h[d] = hashOf(v[d])
 		}
 	}
 	e.allIdx = resize(e.allIdx, len(in.Cart.Items))
 	for i := range e.allIdx {
 		e.allIdx[i] = int32(i)
+	}
+	words := (len(in.Cart.Items) + 63) / 64
+	e.allBits, e.live = resize(e.allBits, words), resize(e.live, words)
+	e.bitItems = resize(e.bitItems, int(numDims-firstItemDim)*64*words)
+	e.cartBits = [numDims]uint64{}
+	for i := range in.Cart.Items {
+		e.allBits[i>>6] |= 1 << (i & 63)
+		for d := firstItemDim; d < numDims; d++ {
+			b := bits.TrailingZeros64(hashBit(e.itemHash[i][d]))
+			e.bitItems[(int(d-firstItemDim)<<6|b)*words+i>>6] |= 1 << (i & 63)
+			e.cartBits[d] |= 1 << b
+		}
 	}
 	e.tevals = e.tevals[:0]
 	size := 16
@@ -120,31 +158,42 @@ func getEvaluator(in *Input) *evaluator {
 		size *= 2
 	}
 	e.slots = resize(e.slots, size)
-	e.idx.buf = e.idx.buf[:0]
-	e.idx.next = 8 * len(in.Cart.Items)
-	n := min(len(in.Coupons), 4096)
-	e.reasons = slab[Reason]{next: n*3/4 + 8}
+	e.keySlots = resize(e.keySlots, size)
+	e.keys = e.keys[:0]
+	e.idx.buf = e.idx.buf[:0] // the last block, the largest: it soon holds an evaluation's lists
+	e.idx.next = max(e.idx.next, 8*len(in.Cart.Items))
+	e.rbuf = e.rbuf[:0]
+	e.missing = reasonSpan{}
 	e.splitItems = 0
 	e.nodes, e.budget = 0, 0
-	return e
 }
 
 // release drops what the evaluation referenced and pools the evaluator.
 func (e *evaluator) release() {
 	clear(e.tevals)
+	clear(e.keys)
+	clear(e.itemVals)
 	clear(e.cands)
 	clear(e.group)
+	for f := range e.stacks {
+		for k := range e.stacks[f] {
+			clear(e.stacks[f][k].c)
+		}
+	}
 	clear(e.notFor)
 	clear(e.full)
 	e.full = e.full[:0]
-	e.missing = nil
 	e.lastTime = [2]timeReasonAt{}
 	e.notFor = e.notFor[:0]
 	e.in, e.cart, e.vars = nil, nil, nil
 	e.cel.reset()
-	e.shares, e.reasons = slab[Share]{}, slab[Reason]{}
+	clear(e.conds)
+	e.conds = e.conds[:0]
+	e.shares = slab[Share]{}
+	clear(e.rbuf)
 	e.search.release()
-	if cap(e.tevals) > 4096 || len(e.slots) > 1<<14 || len(e.amounts) > MaxItems {
+	if cap(e.tevals) > 4096 || cap(e.keys) > 4096 || cap(e.rbuf) > 1<<14 || cap(e.idx.buf) > 1<<16 ||
+		len(e.slots) > 1<<14 || len(e.amounts) > MaxItems {
 		return // an outsized evaluation's scratch is left to the collector
 	}
 	evaluators.Put(e)
@@ -171,65 +220,107 @@ func evaluate(in *Input) Result {
 func (e *evaluator) run() Result {
 	in := e.in
 	res := Result{Amount: e.total, Coupons: make([]Outcome, len(in.Coupons))}
+	outs := res.Coupons
 	e.tidx = resize(e.tidx, len(in.Coupons))
+	e.rspan = resize(e.rspan, len(in.Coupons))
+	e.appl = e.appl[:0]
+	best := -1
 	for i := range in.Coupons {
-		e.tidx[i] = e.outcome(&res.Coupons[i], &in.Coupons[i])
+		o := &outs[i]
+		ti, rs := e.outcome(o, &in.Coupons[i])
+		e.tidx[i], e.rspan[i] = ti, rs
+		if !o.Applicable {
+			continue
+		}
+		e.appl = append(e.appl, int32(i))
+		if o.Discount > 0 {
+			if best < 0 || betterSingle(o, &outs[best]) {
+				best = i
+			}
+			e.offer(&e.tevals[ti], outs, i)
+		}
 	}
 	e.computeSplits()
-	if best := e.scan(res.Coupons, e.tidx); best >= 0 {
-		res.Best.Single = &Pick{CouponIDs: []string{res.Coupons[best].CouponID}, Discount: res.Coupons[best].Discount}
+	for _, i := range e.appl {
+		outs[i].Split = e.tevals[e.tidx[i]].split
+	}
+	if best >= 0 {
+		res.Best.Single = &Pick{CouponIDs: []string{outs[best].CouponID}, Discount: outs[best].Discount}
 	}
 	e.bestStack(&res, e.tidx)
+	e.publish(outs)
 	return res
 }
 
 // outcome qualifies one coupon into o (zero); it returns the index of its template's evaluation
-// (-1 when the template is missing). The split of an applicable coupon is left to fillSplits.
-func (e *evaluator) outcome(o *Outcome, c *Coupon) int32 {
+// (-1 when the template is missing) and, when it does not apply, its reasons. The split of an
+// applicable coupon is left to computeSplits, the reasons to publish.
+func (e *evaluator) outcome(o *Outcome, c *Coupon) (int32, reasonSpan) {
 	o.CouponID, o.Template, o.ExpiresAt = c.ID, c.TemplateKey, c.ExpiresAt
-	var t *Template
-	if e.in.Templates != nil {
-		t, _ = e.in.Templates(c.TemplateKey, c.TemplateVersion)
-	}
-	if t == nil {
-		if e.missing == nil {
-			e.missing = e.reasonList(e.msg.templateMissing())
+	ti := e.templateOf(c)
+	if ti < 0 {
+		if e.missing.n == 0 {
+			e.missing = e.addReasons(e.msg.templateMissing())
 		}
-		o.Reasons = e.missing
-		return -1
+		return -1, e.missing
 	}
-	o.Type = t.typ
-	ti := e.template(t)
 	te := &e.tevals[ti]
+	o.Type = te.t.typ
 	var timeReason *Reason
-	switch now := e.in.Now; {
-	case !c.StartsAt.IsZero() && now.Before(c.StartsAt):
+	switch now := &e.in.Now; {
+	case now.Before(c.StartsAt) && !c.StartsAt.IsZero():
 		timeReason = e.timeReason(timeNotStarted, c.StartsAt)
-	case !c.ExpiresAt.IsZero() && !now.Before(c.ExpiresAt):
+	case !now.Before(c.ExpiresAt) && !c.ExpiresAt.IsZero():
 		timeReason = e.timeReason(timeExpired, c.ExpiresAt)
 	}
 	switch {
 	case timeReason != nil:
-		rs := e.reasons.take(1 + len(te.hard))
-		rs[0] = *timeReason
-		copy(rs[1:], te.hard)
-		o.Reasons = rs
-		return ti
-	case len(te.hard) > 0:
-		o.Reasons = te.hard
-		return ti
+		rs := e.addReasons(*timeReason)
+		e.rbuf = append(e.rbuf, e.rbuf[te.hard.off:te.hard.off+te.hard.n]...)
+		rs.n += te.hard.n
+		return ti, rs
+	case te.hard.n > 0:
+		return ti, te.hard
 	}
 	e.qualify(te)
-	if len(te.soft) > 0 {
-		o.Reasons = te.soft
-		return ti
+	if te.soft.n > 0 {
+		return ti, te.soft
 	}
 	o.Applicable, o.Discount = true, te.value
 	if !te.wantSplit {
 		te.wantSplit = true
 		e.splitItems += len(te.elig)
 	}
-	return ti
+	return ti, reasonSpan{}
+}
+
+// reasonSpan names reasons of an evaluation: rbuf[off:off+n].
+type reasonSpan struct {
+	off, n int32
+}
+
+// addReasons appends rs to the evaluation's reasons and returns their span.
+func (e *evaluator) addReasons(rs ...Reason) reasonSpan {
+	sp := reasonSpan{off: int32(len(e.rbuf)), n: int32(len(rs))}
+	e.rbuf = append(e.rbuf, rs...)
+	return sp
+}
+
+// reasons are the reasons of a span, in the evaluation's scratch: for immediate use only.
+func (e *evaluator) reasons(sp reasonSpan) []Reason { return e.rbuf[sp.off : sp.off+sp.n] }
+
+// publish copies the evaluation's reasons into one block and gives the outcomes theirs (rspan).
+func (e *evaluator) publish(outs []Outcome) {
+	if len(e.rbuf) == 0 {
+		return
+	}
+	block := make([]Reason, len(e.rbuf))
+	copy(block, e.rbuf)
+	for i, sp := range e.rspan {
+		if sp.n > 0 {
+			outs[i].Reasons = block[sp.off : sp.off+sp.n : sp.off+sp.n]
+		}
+	}
 }
 
 // computeSplits computes the splits of the templates that apply, in one block.
@@ -256,37 +347,62 @@ func (e *evaluator) fillSplits(outs []Outcome, tidx []int32) {
 	}
 }
 
-// scan passes once over the outcomes once the splits are computed: it gives the applicable ones
-// their split, picks each template's candidate for the stack search (its applicable coupon of
-// positive value that expires first, then the smallest id) and returns the index of the best
-// single coupon (highest positive value, then earliest expiry, then smallest id; -1: none).
-func (e *evaluator) scan(outs []Outcome, tidx []int32) int {
-	best := -1
-	for i := range outs {
-		o := &outs[i]
-		if !o.Applicable {
-			continue
-		}
-		te := &e.tevals[tidx[i]]
-		o.Split = te.split
-		if o.Discount <= 0 {
-			continue
-		}
-		if best < 0 || betterSingle(o, &outs[best]) {
-			best = i
-		}
-		if r := te.rep; r < 0 || cmpExpiry(o.ExpiresAt, outs[r].ExpiresAt) < 0 ||
-			(o.ExpiresAt.Equal(outs[r].ExpiresAt) && o.CouponID < outs[r].CouponID) {
-			te.rep = int32(i)
-		}
+// offer makes the applicable coupon i of positive value its template's candidate for the stack
+// search when it expires before the template's candidate so far (ties: the smaller id).
+func (e *evaluator) offer(te *tmplEval, outs []Outcome, i int) {
+	o := &outs[i]
+	if r := te.rep; r < 0 || cmpExpiry(o.ExpiresAt, outs[r].ExpiresAt) < 0 ||
+		(o.ExpiresAt.Equal(outs[r].ExpiresAt) && o.CouponID < outs[r].CouponID) {
+		te.rep = int32(i)
 	}
-	return best
 }
 
-func (e *evaluator) reasonList(r Reason) []Reason {
-	rs := e.reasons.take(1)
-	rs[0] = r
-	return rs
+// templateOf returns the index of the evaluation of c's template, -1 when it is missing. Templates
+// are looked up once per key and version.
+func (e *evaluator) templateOf(c *Coupon) int32 {
+	mask := uint64(len(e.keySlots) - 1)
+	h := quickHash(c.TemplateKey, c.TemplateVersion) & mask
+	for ; e.keySlots[h] != 0; h = (h + 1) & mask {
+		if k := &e.keys[e.keySlots[h]-1]; k.version == c.TemplateVersion && k.key == c.TemplateKey {
+			return k.ti
+		}
+	}
+	var t *Template
+	if e.in.Templates != nil {
+		t, _ = e.in.Templates(c.TemplateKey, c.TemplateVersion)
+	}
+	ti := int32(-1)
+	if t != nil {
+		ti = e.template(t)
+	}
+	e.keys = append(e.keys, keyTemplate{key: c.TemplateKey, version: c.TemplateVersion, ti: ti})
+	e.keySlots[h] = int32(len(e.keys))
+	return ti
+}
+
+// quickHash is a hash of a key and version for an evaluation's table of keys: FNV-1a over the
+// key's first and last 16 bytes, mixed with its length and the version.
+func quickHash(key string, version int) uint64 {
+	h := uint64(len(key))*0x9e3779b97f4a7c15 ^ uint64(version)*0xbf58476d1ce4e5b9
+	head, tail := key, ""
+	if len(key) > 32 {
+		head, tail = key[:16], key[len(key)-16:]
+	}
+	for i := 0; i < len(head); i++ {
+		h = (h ^ uint64(head[i])) * 0x100000001b3
+	}
+	for i := 0; i < len(tail); i++ {
+		h = (h ^ uint64(tail[i])) * 0x100000001b3
+	}
+	return h ^ h>>29
+}
+
+// keyTemplate is a template key and version met by an evaluation and the index of its template's
+// evaluation (-1: missing).
+type keyTemplate struct {
+	key     string
+	version int
+	ti      int32
 }
 
 // template returns the index of t's evaluation, computing its hard reasons and eligible items on
@@ -331,45 +447,89 @@ func (e *evaluator) template(t *Template) int32 {
 		}
 	}
 	if n > 0 {
-		te.hard = e.reasons.take(n)
-		copy(te.hard, hard[:n])
+		te.hard = e.addReasons(hard[:n]...)
 	}
 	return i
 }
 
 // eligibleItems finds the items every item-level rule admits. When there is none, it adds one
 // reason per dimension that turned an item away first, in dimension order, naming the first such
-// item's value.
+// item's value. The rules are applied in turn to the items the earlier ones admitted, so an item
+// is turned away by its first failing rule. Only the items whose value's hash bit is among the
+// rule's bits (see withBits) are compared with its lists.
 func (e *evaluator) eligibleItems(te *tmplEval, hard []Reason, n int) int {
-	items := e.cart.Items
+	t := te.t
+	live := e.live[:len(e.allBits)]
+	copy(live, e.allBits)
 	var failed [numDims]int32 // 1 + the index of the first item turned away by that dimension
-	elig := e.eligBuf[:0]
-	for i := range items {
-		if d := te.t.admitsItemHashed(&items[i], &e.itemHash[i]); d >= 0 {
-			if failed[d] == 0 {
-				failed[d] = int32(i) + 1
+	for ri := t.cartRules; ri < len(t.rules); ri++ {
+		r := &t.rules[ri]
+		d := r.d
+		ex, in := r.ebits&e.cartBits[d], r.ibits&e.cartBits[d]
+		for w, keep := range live {
+			if keep == 0 {
+				continue
 			}
-			continue
+			for m := e.withBits(d, ex, w) & keep; m != 0; m &= m - 1 {
+				i := w<<6 | bits.TrailingZeros64(m)
+				if r.excludes(e.itemVals[i][d], e.itemHash[i][d]) {
+					keep &^= m & -m
+				}
+			}
+			if len(r.inc) > 0 {
+				admitted := e.withBits(d, in, w) & keep
+				for m := admitted; m != 0; m &= m - 1 {
+					i := w<<6 | bits.TrailingZeros64(m)
+					if !r.includes(e.itemVals[i][d], e.itemHash[i][d]) {
+						admitted &^= m & -m
+					}
+				}
+				keep = admitted
+			}
+			if gone := live[w] &^ keep; gone != 0 && failed[d] == 0 {
+				failed[d] = int32(w<<6|bits.TrailingZeros64(gone)) + 1
+			}
+			live[w] = keep
 		}
-		elig = append(elig, int32(i))
 	}
-	e.eligBuf = elig
+	count := 0
+	for _, m := range live {
+		count += bits.OnesCount64(m)
+	}
 	switch {
-	case len(elig) == len(items):
+	case count == len(e.allIdx):
 		te.elig = e.allIdx
 		return n
-	case len(elig) > 0:
-		te.elig = e.idx.take(len(elig))
-		copy(te.elig, elig)
+	case count > 0:
+		elig := e.idx.take(count)
+		k := 0
+		for w, m := range live {
+			for ; m != 0; m &= m - 1 {
+				elig[k] = int32(w<<6 | bits.TrailingZeros64(m))
+				k++
+			}
+		}
+		te.elig = elig
 		return n
 	}
 	for d := firstItemDim; d < numDims; d++ {
 		if failed[d] > 0 {
-			hard[n] = e.notForReason(d, itemValue(&items[failed[d]-1], d))
+			hard[n] = e.notForReason(d, e.itemVals[failed[d]-1][d])
 			n++
 		}
 	}
 	return n
+}
+
+// withBits is word w of the set of items whose value of dimension d has its hash bit (hashBit) in
+// mask.
+func (e *evaluator) withBits(d dim, mask uint64, w int) uint64 {
+	var items uint64
+	words := len(e.allBits)
+	for ; mask != 0; mask &= mask - 1 {
+		items |= e.bitItems[(int(d-firstItemDim)<<6|bits.TrailingZeros64(mask))*words+w]
+	}
+	return items
 }
 
 // qualify evaluates the template's condition and threshold once, and its value and split when
@@ -381,7 +541,7 @@ func (e *evaluator) qualify(te *tmplEval) {
 	te.softDone = true
 	t := te.t
 	if t.cond != nil && !e.condition(t) {
-		te.soft = e.reasonList(e.msg.condition())
+		te.soft = e.addReasons(e.msg.condition())
 		return
 	}
 	if th := t.threshold; th > 0 {
@@ -390,7 +550,7 @@ func (e *evaluator) qualify(te *tmplEval) {
 			base = te.base
 		}
 		if base < th {
-			te.soft = e.reasonList(e.msg.belowThreshold(t, th-base))
+			te.soft = e.addReasons(e.msg.belowThreshold(t, th-base))
 			return
 		}
 	}
@@ -401,16 +561,37 @@ func (e *evaluator) qualify(te *tmplEval) {
 var noUser = map[string]any{}
 
 // condition evaluates the template's CEL condition; an evaluation error counts as not met.
+// Templates often share a condition: its answer is kept for the others (conditions compile in one
+// environment and depend only on the user and the cart).
 func (e *evaluator) condition(t *Template) bool {
+	expr := t.cond.Expr()
+	for i := range e.conds {
+		if e.conds[i].expr == expr {
+			return e.conds[i].ok
+		}
+	}
 	if e.vars == nil {
 		user := e.in.User
 		if user == nil {
 			user = noUser
 		}
-		e.vars = e.cel.fill(user, e.cart, e.cur.code, e.amounts, e.total)
+		e.vars = e.cel.fill(user, e.cart, &e.cur.code, e.amounts, &e.total)
 	}
 	ok, err := t.cond.EvalBool(context.Background(), e.vars)
-	return err == nil && ok
+	ok = err == nil && ok
+	if len(e.conds) < maxConds {
+		e.conds = append(e.conds, condAnswer{expr: expr, ok: ok})
+	}
+	return ok
+}
+
+// maxConds bounds the conditions an evaluation remembers.
+const maxConds = 16
+
+// condAnswer is a condition's answer for the evaluation's user and cart.
+type condAnswer struct {
+	expr string
+	ok   bool
 }
 
 // split shares value over the items elig in proportion to weights.

@@ -1,6 +1,8 @@
 package qualify_test
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -287,6 +289,11 @@ func TestEvaluateCondition(t *testing.T) {
 		{`size(cart.items) == 3 && cart.business_line == "retail"`, nil, true},
 		{`has(user.tags) && "new" in user.tags`, map[string]any{"tags": []any{"new"}}, true},
 		{`has(user.tags) && "new" in user.tags`, map[string]any{}, false},
+		{`cart.items[0].model == "x1" && cart.items[1].quantity == 2 && cart.items[2].unit_price == 1999`, nil, true},
+		{`cart.items[1] == {"sku": "c1", "category": "accessory", "brand": "acme", "model": "",
+			"unit_price": 5000, "quantity": 2, "amount": 10000}`, nil, true},
+		{`type(cart.items[0].sku) == string && type(cart.amount) == int && "currency" in cart`, nil, true},
+		{`cart.items.all(i, i.amount == i.unit_price * i.quantity)`, nil, true},
 	}
 	for _, tc := range cases {
 		b := setup(t)
@@ -298,6 +305,26 @@ func TestEvaluateCondition(t *testing.T) {
 		o := outcome(t, b.evaluate(t, shopCart()), "c1")
 		require.Equal(t, tc.want, o.Applicable, "%s with %v: %v", tc.cond, tc.user, o.Reasons)
 	}
+}
+
+// TestEvaluateSharedCondition gives three templates one condition and a fourth another: an
+// evaluation answers each condition once, and every template gets its condition's answer.
+func TestEvaluateSharedCondition(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for i, cond := range []string{"cart.amount > 300000", "cart.amount > 300000", "cart.amount > 300000",
+		"cart.amount > 400000"} {
+		s := spec()
+		s.Condition = cond
+		key := fmt.Sprintf("t%d", i)
+		b.template(t, key, s)
+		b.give("c"+key, key)
+	}
+	res := b.evaluate(t, shopCart())
+	for _, id := range []string{"ct0", "ct1", "ct2"} {
+		require.True(t, outcome(t, res, id).Applicable, id)
+	}
+	require.Equal(t, []string{qualify.ReasonCondition}, codes(outcome(t, res, "ct3")))
 }
 
 // TestEvaluateConditionCartsInTurn evaluates one condition on carts of different sizes in turn:
@@ -371,4 +398,92 @@ func TestEvaluateEmptyWallet(t *testing.T) {
 	require.Equal(t, int64(shopTotal), res.Amount)
 	require.Nil(t, res.Best.Single)
 	require.Nil(t, res.Best.Stack)
+}
+
+// TestEvaluateEligibleItemsLargeCart compares the eligible items of random item rules with the
+// reference reading of the rules on carts of up to 150 items (their sets take several words): an
+// applicable coupon splits over exactly the items every rule admits, and a coupon with none names,
+// in dimension order, the dimensions that turned an item away first.
+func TestEvaluateEligibleItemsLargeCart(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(seed(t), 23))
+	vals := func(prefix string, n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("%s%d", prefix, i)
+		}
+		return out
+	}
+	cats, brands, models, skus := vals("cat", 6), vals("br", 8), vals("m", 10), vals("s", 40)
+	pickSome := func(values []string) []string {
+		var out []string
+		for _, i := range rng.Perm(len(values))[:1+rng.IntN(3)] {
+			out = append(out, values[i])
+		}
+		return out
+	}
+	dimCodes := []string{qualify.ReasonCategory, qualify.ReasonBrand, qualify.ReasonModel, qualify.ReasonSKU}
+	for round := range 40 {
+		var cart qualify.Cart
+		for range 1 + rng.IntN(150) {
+			cart.Items = append(cart.Items, item(skus[rng.IntN(40)], cats[rng.IntN(6)], brands[rng.IntN(8)],
+				models[rng.IntN(10)], 100+rng.Int64N(1000), 1))
+		}
+		b := setup(t)
+		specs := map[string]qualify.Spec{}
+		for i := range 30 {
+			s := spec()
+			s.Amount = 1
+			a := &s.Applicability
+			for d, r := range []*qualify.Rule{&a.Category, &a.Brand, &a.Model, &a.SKU} {
+				values := [][]string{cats, brands, models, skus}[d]
+				switch rng.IntN(4) {
+				case 0:
+					r.Include = pickSome(values)
+				case 1:
+					r.Exclude = pickSome(values)
+				}
+			}
+			key := fmt.Sprintf("t%d", i)
+			b.template(t, key, s)
+			b.give("c"+key, key)
+			specs["c"+key] = s
+		}
+		res := b.evaluate(t, cart)
+		for _, o := range res.Coupons {
+			a := specs[o.CouponID].Applicability
+			var elig []int
+			var turned [4]bool
+			for i, it := range cart.Items {
+				ok := true
+				for d, pass := range []bool{ruleAdmits(a.Category, it.Category), ruleAdmits(a.Brand, it.Brand),
+					ruleAdmits(a.Model, it.Model), ruleAdmits(a.SKU, it.SKU)} {
+					if !pass {
+						turned[d], ok = true, false
+						break
+					}
+				}
+				if ok {
+					elig = append(elig, i)
+				}
+			}
+			desc := fmt.Sprintf("round %d, coupon %s", round, o.CouponID)
+			if len(elig) > 0 {
+				require.True(t, o.Applicable, desc)
+				got := make([]int, len(o.Split))
+				for k, sh := range o.Split {
+					got[k] = sh.Index
+				}
+				require.Equal(t, elig, got, desc)
+				continue
+			}
+			var want []string
+			for d, yes := range turned {
+				if yes {
+					want = append(want, dimCodes[d])
+				}
+			}
+			require.Equal(t, want, codes(o), desc)
+		}
+	}
 }

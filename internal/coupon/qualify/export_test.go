@@ -12,3 +12,10 @@ func EvaluateNodes(in Input, budget int) (Result, int) {
 	res := e.run()
 	return res, e.nodes
 }
+
+// EvaluateFresh runs Evaluate on a new evaluator, never pooled.
+func EvaluateFresh(in Input) Result {
+	var e evaluator
+	e.setup(&in)
+	return e.run()
+}

@@ -56,10 +56,11 @@ func (e *evaluator) chosen(fs *problem.Fields, ids []string) ([]Outcome, []int32
 			fs.Add(path, "%s", e.msg.pick("not in the wallet", "不在券包中"))
 			continue
 		}
-		tis[k] = e.outcome(&outs[k], &e.in.Coupons[i])
+		var rs reasonSpan
+		tis[k], rs = e.outcome(&outs[k], &e.in.Coupons[i])
 		if !outs[k].Applicable {
-			msgs := make([]string, len(outs[k].Reasons))
-			for j, r := range outs[k].Reasons {
+			msgs := make([]string, rs.n)
+			for j, r := range e.reasons(rs) {
 				msgs[j] = r.Message
 			}
 			fs.Add(path, "%s", strings.Join(msgs, "; "))

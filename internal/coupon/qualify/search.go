@@ -7,16 +7,17 @@ import (
 	"strings"
 )
 
-// maxSearchNodes bounds the stack search (about 180 ns a node). Past it, the best stack found so
-// far is kept: always a valid stack, at least the modular optimum valued exactly. Ordinary wallets
-// need a few dozen nodes; see TestStackSearchBudget for how often the budget matters.
+// maxSearchNodes bounds the stack search (a node costs a pass over the candidates). Past it, the
+// best stack found so far is kept: always a valid stack, at least the modular optimum valued
+// exactly. Ordinary wallets need a few dozen nodes; see TestStackSearchBudget for how often the
+// budget matters.
 const maxSearchNodes = 256
 
 // searcher is a branch and bound over the subsets of one family's group candidates, in
-// application order. A node is a valid stack; its children add one later candidate; see bound for
-// how a subtree is cut, complete for how the additive tail (amounts off that cannot run out,
-// seller bonuses) is settled without branching, and same for interchangeable candidates. It is
-// exact unless it reaches its node budget.
+// application order. A node is a valid stack; its children add one later candidate, the most
+// promising first; see bounds and hopeless for how a subtree is cut, complete for how the additive
+// tail (amounts off that cannot run out, seller bonuses) is settled without branching, and same
+// for interchangeable candidates. It is exact unless it reaches its node budget.
 type searcher struct {
 	c       []*cand
 	consume bool
@@ -47,21 +48,19 @@ type searcher struct {
 	byValue     [][]int32
 	byValueDone bool
 	picks       []*groupPick
-	// mixed, pct, amt and rate are bound's scratch: per group, the best values of all kinds, of
+	// mixed, pct, amt and rate are bounds' scratch: per group, the best values of all kinds, of
 	// percentages, of amounts off, and the highest rates.
 	mixed, pct, amt, rate topLists
 	mark                  []uint32
 	epoch                 uint32
 	// Scratch of denseIndexes, byGroup and prune.
-	groupNames []string
-	gi         map[string]int32
-	keySlots   []int32
-	lists      [][]int32
-	kth        []int64
-	top        []bool
-	kept       []*cand
-	moved      []int32
-	vals       []int64
+	keySlots, groupSlots []int32
+	lists                [][]int32
+	kth                  []int64
+	top                  []bool
+	kept                 []*cand
+	moved                []int32
+	vals                 []int64
 	// Scratch of incumbent, groupPick and consider.
 	set, bestSet, inc, pickedBuf []int32
 	topBuf                       []int64
@@ -69,25 +68,38 @@ type searcher struct {
 	// suffix[k] is a bound of what the candidates from k on can add, computed once; see
 	// staticBounds.
 	suffix []int64
+	// ub and most hold the bounds of the nodes on the current path (see bounds and mostSums), kids
+	// their children.
+	ub, most []int64
+	kids     []kid
 }
 
 // reset readies the searcher for the candidates cs (in application order), reusing its arrays.
 func (s *searcher) reset(cs []*cand, d dense, amounts []int64, consume bool, sp *splitter) {
-	s.c, s.consume, s.sp, s.maxLim = cs, consume, sp, d.maxLimit
+	s.consume, s.sp, s.maxLim = consume, sp, d.maxLimit
 	s.r = append(s.r[:0], amounts...)
 	s.undo, s.chosen, s.cur, s.nodes = s.undo[:0], s.chosen[:0], 0, 0
 	s.best.v, s.best.idx = 0, s.best.idx[:0]
 	s.count = resize(s.count, d.groups)
 	s.minLim = resize(s.minLim, d.groups)
-	for g := range s.minLim {
-		s.minLim[g] = d.maxLimit
-	}
 	s.keyUsed = resize(s.keyUsed, d.keys)
 	s.mixed.resize(d.groups, d.maxLimit)
 	s.pct.resize(d.groups, d.maxLimit)
 	s.amt.resize(d.groups, d.maxLimit)
 	s.rate.resize(d.groups, d.maxLimit)
 	s.mark, s.epoch = resize(s.mark, len(amounts)), 0
+	s.use(cs, d)
+}
+
+// use makes cs, in application order, the candidates of the search: the state that depends on
+// them is computed again; the rest (what is left of the items, the counts) must be at rest.
+func (s *searcher) use(cs []*cand, d dense) {
+	s.c = cs
+	// A group never holds more coupons than its candidates' largest max_per_order.
+	clear(s.minLim)
+	for _, c := range cs {
+		s.minLim[c.group] = max(s.minLim[c.group], c.limit)
+	}
 	s.memo, s.pickPool, s.byValueDone = s.memo[:0], s.pickPool[:0], false
 	s.same, s.modular, s.dupKeys = resize(s.same, len(cs)), len(cs), false
 	seen := resize(s.top, d.keys) // top is free until prune
@@ -99,30 +111,25 @@ func (s *searcher) reset(cs []*cand, d dense, amounts []int64, consume bool, sp 
 			s.dupKeys = true
 		}
 		seen[c.key] = true
-		if s.modular == len(cs) && (!consume || c.kind == kindAmountOff) {
+		if s.modular == len(cs) && (!s.consume || c.kind == kindAmountOff) {
 			s.modular = j
 		}
 	}
 	s.top = seen
-	s.staticBounds(d)
+	s.staticBounds()
 }
 
 // staticBounds sets suffix[k]: per group, the sum of the highest standalone values among the
 // candidates from k on, as many as the group's largest max_per_order. Values only shrink as a
 // stack grows and a group never holds more coupons than that, so it bounds any subtree from k; it
-// costs nothing at a node, where bound costs a pass over the candidates.
-func (s *searcher) staticBounds(d dense) {
+// costs nothing at a node, where bounds costs a pass over the candidates.
+func (s *searcher) staticBounds() {
 	s.suffix = resize(s.suffix, len(s.c)+1)
-	groupMax := resize(s.moved, d.groups) // moved is free until prune
-	for _, c := range s.c {
-		groupMax[c.group] = max(groupMax[c.group], c.limit)
-	}
 	s.mixed.reset()
 	for k := len(s.c) - 1; k >= 0; k-- {
 		c := s.c[k]
-		s.suffix[k] = s.suffix[k+1] + s.mixed.insert(c.group, groupMax[c.group], c.value)
+		s.suffix[k] = s.suffix[k+1] + s.mixed.insert(c.group, s.minLim[c.group], c.value)
 	}
-	s.moved = groupMax
 }
 
 // release drops the references to one evaluation's candidates.
@@ -143,61 +150,42 @@ type dense struct {
 
 // denseIndexes numbers the candidates' stack groups and template keys from 0.
 func (s *searcher) denseIndexes(cs []*cand) dense {
-	if s.gi == nil {
-		s.gi = map[string]int32{}
-	}
-	clear(s.gi)
-	// Keys go through an open-addressing table of candidates (1 + index; 0: free) on the
-	// templates' key hashes, twice the candidates in size.
+	// Keys and groups go through open-addressing tables of candidates (1 + index; 0: free) on
+	// the templates' key and group hashes, twice the candidates in size.
 	size := 16
 	for size < 2*len(cs) {
 		size *= 2
 	}
-	slots := resize(s.keySlots, size)
+	keySlots, groupSlots := resize(s.keySlots, size), resize(s.groupSlots, size)
 	mask := uint64(size - 1)
-	keys := int32(0)
-	// Groups are usually few: a linear search beats a map until there are many.
-	groups := s.groupNames[:0]
 	var d dense
 	for j, c := range cs {
-		name := c.t.Spec.Stacking.Group
-		var g int32
-		if len(groups) <= 16 {
-			g = int32(slices.Index(groups, name))
-		} else if i, ok := s.gi[name]; ok {
-			g = i
-		} else {
-			g = -1
-		}
-		if g < 0 {
-			g = int32(len(groups))
-			groups = append(groups, name)
-			if len(groups) > 16 {
-				if len(s.gi) == 0 {
-					for i, n := range groups {
-						s.gi[n] = int32(i)
-					}
-				}
-				s.gi[name] = g
-			}
-		}
-		c.group, c.key = g, -1
+		c.key, c.group = -1, -1
 		h := c.t.keyHash & mask
-		for ; slots[h] != 0; h = (h + 1) & mask {
-			if o := cs[slots[h]-1]; o.t.Key == c.t.Key {
+		for ; keySlots[h] != 0; h = (h + 1) & mask {
+			if o := cs[keySlots[h]-1]; o.t.Key == c.t.Key {
 				c.key = o.key
 				break
 			}
 		}
 		if c.key < 0 {
-			c.key, slots[h] = keys, int32(j)+1
-			keys++
+			c.key, keySlots[h] = int32(d.keys), int32(j)+1
+			d.keys++
+		}
+		h = c.t.groupHash & mask
+		for ; groupSlots[h] != 0; h = (h + 1) & mask {
+			if o := cs[groupSlots[h]-1]; o.t.Spec.Stacking.Group == c.t.Spec.Stacking.Group {
+				c.group = o.group
+				break
+			}
+		}
+		if c.group < 0 {
+			c.group, groupSlots[h] = int32(d.groups), int32(j)+1
+			d.groups++
 		}
 		d.maxLimit = max(d.maxLimit, c.limit)
 	}
-	d.groups, d.keys = len(groups), int(keys)
-	clear(groups)
-	s.groupNames, s.keySlots = groups, slots
+	s.keySlots, s.groupSlots = keySlots, groupSlots
 	return d
 }
 
@@ -221,14 +209,15 @@ func (s *searcher) byGroup() [][]int32 {
 	return lists
 }
 
-// incumbent is a good first stack: per group, the k coupons of highest standalone value whose
-// max_per_order allows k (the k of highest sum), one per template; valued exactly, members that
-// add nothing left out. It returns the members in application order and the stack's value.
-func (s *searcher) incumbent() ([]int32, int64) {
+// incumbent is a good first stack (lists: byGroup): per group, the k coupons of highest
+// standalone value whose max_per_order allows k (the k of highest sum), one per template; valued
+// exactly, members that add nothing left out. It returns the members in application order and the
+// stack's value.
+func (s *searcher) incumbent(lists [][]int32) ([]int32, int64) {
 	pick := s.chosen[:0] // the search has not started: chosen is free
 	used := s.keyUsed    // likewise; cleared below
 	set, bestSet := s.set[:0], s.bestSet[:0]
-	for _, list := range s.byGroup() {
+	for _, list := range lists {
 		var bestSum int64
 		bestSet = bestSet[:0]
 		for k := int32(1); k <= s.maxLim; k++ {
@@ -282,14 +271,13 @@ func (s *searcher) incumbent() ([]int32, int64) {
 	return out, total
 }
 
-// prune drops the candidates that cannot be in a stack worth v0 or more. The most any stack is
-// worth is M, the sum over groups of the group's highest standalone values, as many as its
-// largest max_per_order (and, for discounts, at most what the candidates cover). A stack that
-// holds c, outside its group's top values, is worth at most M minus the lowest top value plus
-// c's value. The incumbent's members are always kept. It returns the kept candidates and, per
-// old index, the new one (-1 when dropped).
-func (s *searcher) prune(inc []int32, v0 int64) ([]*cand, []int32) {
-	lists := s.byGroup()
+// prune drops the candidates that cannot be in a stack worth v0 or more (lists: byGroup). The
+// most any stack is worth is M, the sum over groups of the group's highest standalone values, as
+// many as its largest max_per_order (and, for discounts, at most what the candidates cover). A
+// stack that holds c, outside its group's top values, is worth at most M minus the lowest top
+// value plus c's value. The incumbent's members are always kept. It returns the kept candidates
+// and, per old index, the new one (-1 when dropped).
+func (s *searcher) prune(lists [][]int32, inc []int32, v0 int64) ([]*cand, []int32) {
 	kth := resize(s.kth, len(lists))
 	top := resize(s.top, len(s.c))
 	s.kth, s.top = kth, top
@@ -343,17 +331,38 @@ func (s *searcher) dfs(k int) {
 	if len(s.chosen) > 0 {
 		s.consider()
 	}
-	if k >= len(s.c) || s.nodes > s.budget {
+	size := len(s.chosen) + 1 // of the stacks below this node
+	if k >= len(s.c) || s.nodes > s.budget || s.cut(s.cur+s.suffix[k], size) {
 		return
 	}
-	if s.cut(s.cur+s.suffix[k]) || s.cut(s.cur+s.bound(k)) {
+	ubAt, mostAt := len(s.ub), len(s.most)
+	s.branch(k)
+	s.ub, s.most = s.ub[:ubAt], s.most[:mostAt]
+}
+
+// branch bounds what the candidates from k on could add to the current stack and enters the
+// children that could make a better stack: those whose value plus what could follow them (bounded
+// at this node) could beat the best stack, the highest such bounds first, so that good stacks are
+// found early and cut more. Past the first candidate whose bound cannot beat it, none can.
+func (s *searcher) branch(k int) {
+	ubAt, mostAt := len(s.ub), len(s.most)
+	s.bounds(k)
+	s.mostSums()
+	m := len(s.chosen)
+	if s.hopeless(s.cur, s.ub[ubAt], m, m+1, s.most[mostAt:]) {
 		return
 	}
 	last := len(s.c)
 	if s.complete(max(k, s.modular)) {
 		last = s.modular // the additive tail is settled; branch on the coupons before it
 	}
+	// The children that could beat the best stack, most promising first.
+	kidsAt := len(s.kids)
 	for j := k; j < last; j++ {
+		ub, most := s.ub[ubAt:], s.most[mostAt:]
+		if s.hopeless(s.cur, ub[j-k], m, m+1, most) {
+			break
+		}
 		c := s.c[j]
 		n := s.count[c.group] + 1
 		if n > c.limit || n > s.minLim[c.group] || s.keyUsed[c.key] {
@@ -362,28 +371,84 @@ func (s *searcher) dfs(k int) {
 		if s.same[j] && s.last() != int32(j-1) && !s.keyUsed[s.c[j-1].key] {
 			continue // its twin before it was left out: leaving this one in instead changes nothing
 		}
-		v := s.apply(c)
-		if v > 0 {
-			saved := s.minLim[c.group]
-			s.count[c.group], s.minLim[c.group], s.keyUsed[c.key] = n, min(saved, c.limit), true
-			s.chosen = append(s.chosen, int32(j))
-			s.cur += v
-			s.dfs(j + 1)
-			s.cur -= v
-			s.chosen = s.chosen[:len(s.chosen)-1]
-			s.count[c.group], s.minLim[c.group], s.keyUsed[c.key] = n-1, saved, false
+		v := s.value(c)
+		if v <= 0 || s.hopeless(s.cur+v, ub[j+1-k], m+1, m+1, most) {
+			continue
 		}
+		s.kids = append(s.kids, kid{j: int32(j), v: v, ub: v + ub[j+1-k]})
+	}
+	kids := s.kids[kidsAt:]
+	for i := 1; i < len(kids); i++ {
+		for x := i; x > 0 && kids[x].ub > kids[x-1].ub; x-- {
+			kids[x], kids[x-1] = kids[x-1], kids[x]
+		}
+	}
+	for x := range len(kids) {
+		kd := s.kids[kidsAt+x] // the children may have moved them
+		j, v := int(kd.j), kd.v
+		if s.hopeless(s.cur+v, s.ub[ubAt+j+1-k], m+1, m+1, s.most[mostAt:]) {
+			continue
+		}
+		c := s.c[j]
+		n := s.count[c.group] + 1
+		s.take(c, v)
+		saved := s.minLim[c.group]
+		s.count[c.group], s.minLim[c.group], s.keyUsed[c.key] = n, min(saved, c.limit), true
+		s.chosen = append(s.chosen, int32(j))
+		s.cur += v
+		s.dfs(j + 1)
+		s.cur -= v
+		s.chosen = s.chosen[:m]
+		s.count[c.group], s.minLim[c.group], s.keyUsed[c.key] = n-1, saved, false
 		s.unapply(c, v)
 		if s.nodes > s.budget {
-			return
+			break
 		}
+	}
+	s.kids = s.kids[:kidsAt]
+}
+
+// kid is a child of a node: the candidate it adds, its value and a bound of its subtree's stacks.
+type kid struct {
+	j     int32
+	v, ub int64
+}
+
+// hopeless reports whether stacks made of fixed coupons worth base and of more coupons worth at
+// most add (and at most most[t] for t more coupons), stacks of at least size coupons, cannot beat
+// the best so far. Stacks that cannot be worth more than the best can at most tie it, with no
+// more coupons than it.
+func (s *searcher) hopeless(base, add int64, fixed, size int, most []int64) bool {
+	ub := base + add
+	if s.cut(ub, size) {
+		return true
+	}
+	if ub > s.best.v {
+		return false
+	}
+	t := len(s.best.idx) - fixed
+	return t < 0 || base+most[min(t, len(most)-1)] < s.best.v
+}
+
+// mostSums appends to s.most the sums of the highest values kept by bounds (per group, those it
+// may still add), highest first: the t-th sum bounds what t more coupons could add.
+func (s *searcher) mostSums() {
+	at := len(s.most)
+	s.most = append(s.most, 0)
+	for g, n := range s.mixed.n {
+		s.most = append(s.most, s.mixed.vals[g*s.mixed.stride:g*s.mixed.stride+int(n)]...)
+	}
+	most := s.most[at:]
+	slices.SortFunc(most[1:], func(a, b int64) int { return cmp.Compare(b, a) })
+	for t := 1; t < len(most); t++ {
+		most[t] += most[t-1]
 	}
 }
 
-// cut reports whether a subtree whose stacks are worth at most ub cannot hold a better stack than
-// the best so far: less value, or as much with no fewer coupons.
-func (s *searcher) cut(ub int64) bool {
-	return ub < s.best.v || (ub == s.best.v && len(s.chosen) >= len(s.best.idx))
+// cut reports whether stacks worth at most ub, of at least size coupons, cannot beat the best so
+// far: less value, or as much with more coupons.
+func (s *searcher) cut(ub int64, size int) bool {
+	return ub < s.best.v || (ub == s.best.v && size > len(s.best.idx))
 }
 
 // last is the index of the last coupon in the current stack, -1 when empty.
@@ -553,7 +618,7 @@ func (s *searcher) groupLists(k int) [][]int32 {
 			if c := cmp.Compare(cb.value, ca.value); c != 0 {
 				return c
 			}
-			if c := cmpExpiry(ca.exp, cb.exp); c != 0 {
+			if c := cmpExp(ca.exp, cb.exp); c != 0 {
 				return c
 			}
 			return strings.Compare(ca.id, cb.id)
@@ -574,6 +639,9 @@ func (s *searcher) consider() {
 			return
 		}
 	default:
+		if slices.Equal(s.chosen, s.best.idx) {
+			return // the same stack (both in application order)
+		}
 		s.memA, s.memB = s.members(s.memA, s.chosen), s.members(s.memB, s.best.idx)
 		if cmpMembers(s.memA, s.memB) >= 0 {
 			return
@@ -594,13 +662,24 @@ func (s *searcher) members(buf []*cand, idx []int32) []*cand {
 
 // apply adds c to the current stack: its value on what is left of its items, taken off them.
 func (s *searcher) apply(c *cand) int64 {
+	v := s.value(c)
+	s.take(c, v)
+	return v
+}
+
+// value is c's value on what is left of its items.
+func (s *searcher) value(c *cand) int64 {
 	var base int64
 	for _, i := range c.elig {
 		base += s.r[i]
 	}
-	v := c.t.value(base)
+	return c.t.value(base)
+}
+
+// take takes c's value v off what is left of its items (discounts only).
+func (s *searcher) take(c *cand, v int64) {
 	if !s.consume || v == 0 {
-		return v
+		return
 	}
 	at := len(s.undo)
 	s.undo = slices.Grow(s.undo, len(c.elig))[:at+len(c.elig)]
@@ -609,7 +688,6 @@ func (s *searcher) apply(c *cand) int64 {
 	for k, i := range c.elig {
 		s.r[i] -= parts[k]
 	}
-	return v
 }
 
 func (s *searcher) unapply(c *cand, v int64) {
@@ -623,22 +701,32 @@ func (s *searcher) unapply(c *cand, v int64) {
 	s.undo = s.undo[:at]
 }
 
-// bound is the most the candidates from k on could add to the current stack: the least of
+// bounds appends to s.ub, for each j from k to len(s.c), a bound of what the candidates from j on
+// could add to the current stack (0 for j = len(s.c)): the least of
 //   - per group, the highest values the group may still add, each valued on what is left now (a
 //     value can only shrink as coupons are added);
 //   - for discounts, what is left of the items they cover;
 //   - for discounts, the same split into percentages and amounts off (each kind with the group's
-//     whole allowance), where the percentages, applied to what the earlier ones left, take at most
-//     R × (1 − Π(1 − rate)) of the R left on the items they cover, with the highest rates per group.
-func (s *searcher) bound(k int) int64 {
+//     whole allowance), where, for j = k only, the percentages, applied to what the earlier ones
+//     left, take at most R × (1 − Π(1 − rate)) of the R left on the items they cover, with the
+//     highest rates per group.
+//
+// One pass from the last candidate back to k computes them all.
+func (s *searcher) bounds(k int) {
 	s.mixed.reset()
 	s.pct.reset()
 	s.amt.reset()
 	s.rate.reset()
 	s.epoch++
-	var covered, pctCovered int64
+	at := len(s.ub)
+	s.ub = slices.Grow(s.ub, len(s.c)-k+1)[:at+len(s.c)-k+1]
+	ub := s.ub[at:]
+	ub[len(ub)-1] = 0
+	var covered, pctCovered, mixed, pctSum, amtSum int64
 	pctEpoch := s.epoch + 1
-	for _, c := range s.c[k:] {
+	for j := len(s.c) - 1; j >= k; j-- {
+		ub[j-k] = ub[j-k+1]
+		c := s.c[j]
 		g := c.group
 		allow := s.minLim[g] - s.count[g]
 		if allow <= 0 || c.limit <= s.count[g] || s.keyUsed[c.key] {
@@ -664,20 +752,22 @@ func (s *searcher) bound(k int) int64 {
 		if w <= 0 {
 			continue
 		}
-		s.mixed.insert(g, allow, w)
+		mixed += s.mixed.insert(g, allow, w)
 		switch {
 		case !s.consume:
+			ub[j-k] = mixed
+			continue
 		case pct:
-			s.pct.insert(g, allow, w)
+			pctSum += s.pct.insert(g, allow, w)
 			s.rate.insert(g, allow, c.t.Spec.PercentBP)
 		default:
-			s.amt.insert(g, allow, w)
+			amtSum += s.amt.insert(g, allow, w)
 		}
+		ub[j-k] = min(mixed, covered, pctSum+amtSum)
 	}
 	s.epoch++ // pctEpoch is used up
-	sum := s.mixed.sum()
-	if !s.consume {
-		return sum
+	if !s.consume || pctSum == 0 {
+		return
 	}
 	keep := 1.0
 	for g, n := range s.rate.n {
@@ -690,14 +780,13 @@ func (s *searcher) bound(k int) int64 {
 	if x := float64(pctCovered) * (1 - keep); x < 1e18 {
 		compounded = int64(math.Ceil(x+x*1e-9)) + 1
 	}
-	split := min(s.pct.sum(), compounded) + s.amt.sum()
-	return min(sum, covered, split)
+	ub[0] = min(ub[0], min(pctSum, compounded)+amtSum)
 }
 
 // topLists keeps, per group, the highest values offered, highest first, as many as the group's
 // allowance (at most stride).
 type topLists struct {
-	vals   []int64 // per group, stride slots; after sum, not in order
+	vals   []int64 // per group, stride slots
 	n      []int32
 	stride int
 }
@@ -730,14 +819,4 @@ func (t *topLists) insert(g int32, allow int32, w int64) int64 {
 	}
 	top[i] = w
 	return grew
-}
-
-func (t *topLists) sum() int64 {
-	var sum int64
-	for g, n := range t.n {
-		for _, w := range t.vals[g*t.stride : g*t.stride+int(n)] {
-			sum += w
-		}
-	}
-	return sum
 }

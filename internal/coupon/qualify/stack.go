@@ -2,6 +2,7 @@ package qualify
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -35,7 +36,7 @@ type cand struct {
 	t     *Template
 	value int64 // standalone value
 	elig  []int32
-	exp   time.Time
+	exp   expiry
 	id    string
 	// group and key are dense indexes of the stack group and template key, within the search.
 	group, key int32
@@ -49,8 +50,30 @@ type cand struct {
 // newCand is the candidate of coupon o (expiring at exp, id) of template te.
 func newCand(o int32, te *tmplEval, exp time.Time, id string) cand {
 	t := te.t
-	return cand{o: o, t: t, value: te.value, elig: te.elig, exp: exp, id: id,
+	return cand{o: o, t: t, value: te.value, elig: te.elig, exp: expiryOf(exp), id: id,
 		limit: int32(t.Spec.Stacking.MaxPerOrder), kind: t.kind, excl: t.excl}
+}
+
+// expiry is an expiry as two numbers that order as cmpExpiry does: Unix seconds and nanoseconds,
+// and for "no expiry" (zero) the largest seconds and a nanosecond no time has.
+type expiry struct {
+	sec  int64
+	nsec int32
+}
+
+func expiryOf(t time.Time) expiry {
+	if t.IsZero() {
+		return expiry{sec: math.MaxInt64, nsec: 1e9}
+	}
+	return expiry{sec: t.Unix(), nsec: int32(t.Nanosecond())}
+}
+
+// cmpExp is cmpExpiry for expiries.
+func cmpExp(a, b expiry) int {
+	if c := cmp.Compare(a.sec, b.sec); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.nsec, b.nsec)
 }
 
 // cmpExpiry compares expiries, "no expiry" (zero) last.
@@ -83,10 +106,32 @@ func cmpApply(a, b *cand) int {
 	if c := cmpTerms(a, b); c != 0 {
 		return c
 	}
-	if c := cmpExpiry(a.exp, b.exp); c != 0 {
+	if c := cmpExp(a.exp, b.exp); c != 0 {
 		return c
 	}
 	return strings.Compare(a.id, b.id)
+}
+
+// sortApply sorts candidates in application order (cmpApply). There are a few dozen at most: an
+// insertion sort that compares kinds and values in place does it with the fewest calls.
+func sortApply(cs []*cand) {
+	if len(cs) > 64 {
+		slices.SortFunc(cs, cmpApply)
+		return
+	}
+	for i := 1; i < len(cs); i++ {
+		c := cs[i]
+		j := i
+		for ; j > 0; j-- {
+			p := cs[j-1]
+			if p.kind < c.kind || (p.kind == c.kind && p.value > c.value) ||
+				(p.kind == c.kind && p.value == c.value && cmpApply(p, c) <= 0) {
+				break
+			}
+			cs[j] = p
+		}
+		cs[j] = c
+	}
 }
 
 // cmpTerms compares what decides a coupon's effect in a stack; 0 means interchangeable.
@@ -152,26 +197,35 @@ func (a *stack) better(b *stack) bool {
 	return cmpMembers(a.c, b.c) < 0
 }
 
+// cmpMembers compares stacks of as many coupons by their expiries (sorted, compared in turn), then
+// their ids (likewise).
 func cmpMembers(a, b []*cand) int {
 	// Stacks are small: the scratch lives on the stack unless one holds more than 8 coupons.
-	var ebuf [2][8]time.Time
+	var ebuf [2][8]expiry
 	var ibuf [2][8]string
 	ea, eb := ebuf[0][:0], ebuf[1][:0]
 	ia, ib := ibuf[0][:0], ibuf[1][:0]
 	for _, c := range a {
-		ea, ia = append(ea, c.exp), append(ia, c.id)
+		ea, ia = insertSorted(ea, c.exp, cmpExp), insertSorted(ia, c.id, strings.Compare)
 	}
 	for _, c := range b {
-		eb, ib = append(eb, c.exp), append(ib, c.id)
+		eb, ib = insertSorted(eb, c.exp, cmpExp), insertSorted(ib, c.id, strings.Compare)
 	}
-	slices.SortFunc(ea, cmpExpiry)
-	slices.SortFunc(eb, cmpExpiry)
-	if c := slices.CompareFunc(ea, eb, cmpExpiry); c != 0 {
+	if c := slices.CompareFunc(ea, eb, cmpExp); c != 0 {
 		return c
 	}
-	slices.Sort(ia)
-	slices.Sort(ib)
 	return slices.Compare(ia, ib)
+}
+
+// insertSorted inserts v into the sorted s.
+func insertSorted[T any](s []T, v T, cmp func(a, b T) int) []T {
+	s = append(s, v)
+	i := len(s) - 1
+	for ; i > 0 && cmp(s[i-1], v) > 0; i-- {
+		s[i] = s[i-1]
+	}
+	s[i] = v
+	return s
 }
 
 // betterAlone reports whether a, used alone, beats b used alone: stack.better for stacks of one.
@@ -179,7 +233,7 @@ func betterAlone(a, b *cand) bool {
 	if a.value != b.value {
 		return a.value > b.value
 	}
-	if c := cmpExpiry(a.exp, b.exp); c != 0 {
+	if c := cmpExp(a.exp, b.exp); c != 0 {
 		return c < 0
 	}
 	return a.id < b.id
@@ -240,74 +294,87 @@ func (e *evaluator) bestOfFamily(cands []cand, fam int) *stack {
 	e.group = group
 	var best *stack
 	if alone != nil {
-		best = &stack{v: alone.value, fam: fam, excl: true, c: []*cand{alone}}
+		st := &e.stacks[fam][0]
+		*st = stack{v: alone.value, fam: fam, excl: true, c: append(st.c[:0], alone)}
+		best = st
 	}
 	if len(group) > 0 {
-		s := e.searchGroup(group, fam == famDiscount)
-		s.fam = fam
-		if len(s.c) > 0 && (best == nil || s.better(best)) {
-			best = s
+		st := &e.stacks[fam][1]
+		e.searchGroup(st, group, fam == famDiscount)
+		st.fam = fam
+		if len(st.c) > 0 && (best == nil || st.better(best)) {
+			best = st
 		}
 	}
 	return best
 }
 
-// searchGroup finds the best group stack of one family. It starts from the modular optimum (per
-// group, the best standalone values its limits allow, valued exactly in application order), drops
-// the candidates that cannot be part of anything better, and runs the branch and bound on the
-// rest.
-func (e *evaluator) searchGroup(group []*cand, consume bool) *stack {
-	slices.SortFunc(group, cmpApply)
+// searchGroup finds the best group stack of one family, into out. Unless the root settles
+// everything (seller bonuses of distinct templates, whose values add up), it starts from the
+// modular optimum (per group, the best standalone values its limits allow, valued exactly in
+// application order), drops the candidates that cannot be part of anything better, and runs the
+// branch and bound on the rest. Within its node budget the search is exact: where it starts
+// changes only its speed.
+func (e *evaluator) searchGroup(out *stack, group []*cand, consume bool) {
+	sortApply(group)
 	s := &e.search
 	d := s.denseIndexes(group)
 	s.reset(group, d, e.amounts, consume, &e.sp)
-	inc, v0 := s.incumbent()
-	kept, moved := s.prune(inc, v0)
-	if len(kept) < len(group) {
-		for i, j := range inc {
-			inc[i] = moved[j]
+	if consume || s.dupKeys {
+		lists := s.byGroup()
+		inc, v0 := s.incumbent(lists)
+		kept, moved := s.prune(lists, inc, v0)
+		if len(kept) < len(group) {
+			for i, j := range inc {
+				inc[i] = moved[j]
+			}
+			s.use(kept, d)
 		}
-		s.reset(kept, d, e.amounts, consume, &e.sp)
+		s.best.v, s.best.idx = v0, append(s.best.idx[:0], inc...)
 	}
-	s.best.v, s.best.idx = v0, append(s.best.idx[:0], inc...)
 	s.budget = cmp.Or(e.budget, maxSearchNodes)
 	s.dfs(0)
 	e.nodes = max(e.nodes, s.nodes)
-	out := &stack{v: s.best.v, c: make([]*cand, len(s.best.idx))}
-	for i, j := range s.best.idx {
-		out.c[i] = s.c[j]
+	*out = stack{v: s.best.v, c: out.c[:0]}
+	for _, j := range s.best.idx {
+		out.c = append(out.c, s.c[j])
 	}
-	return out
 }
 
 // groupUse is how a group is used by the best stack, for leftOut.
 type groupUse struct {
 	name         string
+	hash         uint64
 	count, limit int
+}
+
+// useOf returns the use of t's stack group, nil when the stack has none of it.
+func useOf(groups []groupUse, t *Template) *groupUse {
+	for i := range groups {
+		if g := &groups[i]; g.hash == t.groupHash && g.name == t.Spec.Stacking.Group {
+			return g
+		}
+	}
+	return nil
 }
 
 // fullReason is a "group is full" reason, built once per group and limit.
 type fullReason struct {
-	group string
+	group *groupUse
 	limit int
-	r     []Reason
+	r     reasonSpan
 }
 
 // groupFull is the reason of a coupon left out because its group allows limit per order.
-func (e *evaluator) groupFull(group string, limit int) []Reason {
+func (e *evaluator) groupFull(g *groupUse, limit int) reasonSpan {
 	for i := range e.full {
-		if f := &e.full[i]; f.limit == limit && f.group == group {
+		if f := &e.full[i]; f.limit == limit && f.group == g {
 			return f.r
 		}
 	}
-	r := e.reasonList(e.msg.groupFull(group, limit))
-	e.full = append(e.full, fullReason{group: group, limit: limit, r: r})
+	r := e.addReasons(e.msg.groupFull(g.name, limit))
+	e.full = append(e.full, fullReason{group: g, limit: limit, r: r})
 	return r
-}
-
-// full reports whether the group use g has no room for a coupon of t.
-func full(g *groupUse, t *Template) bool {
-	return g != nil && g.count+1 > min(g.limit, t.Spec.Stacking.MaxPerOrder)
 }
 
 // The fixed reasons of leftOut, indexes of its array of shared reasons.
@@ -320,78 +387,70 @@ const (
 	numLeft
 )
 
-// leftOut gives each applicable coupon outside the best stack the reason it is left out. Coupons
-// left out for the same reason share its (read-only) one-reason slice.
+// leftOut gives each applicable coupon outside the best stack the reason it is left out (rspan).
+// Coupons left out for the same reason share it; the reason depends on the coupon's template
+// only.
 func (e *evaluator) leftOut(outs []Outcome, tidx []int32, best *stack) {
 	in := resize(e.inStack, len(outs))
 	e.inStack = in
 	groups := e.groups[:0]
-	useOf := func(name string) *groupUse {
-		for i := range groups {
-			if groups[i].name == name {
-				return &groups[i]
-			}
-		}
-		return nil
-	}
 	for _, c := range best.c {
 		in[c.o] = true
 		if best.excl {
 			continue
 		}
-		g := useOf(c.t.Spec.Stacking.Group)
+		g := useOf(groups, c.t)
 		if g == nil {
-			groups = append(groups, groupUse{name: c.t.Spec.Stacking.Group, limit: MaxPerOrderLimit})
+			groups = append(groups, groupUse{name: c.t.Spec.Stacking.Group, hash: c.t.groupHash,
+				limit: MaxPerOrderLimit})
 			g = &groups[len(groups)-1]
 		}
 		g.count++
 		g.limit = min(g.limit, c.t.Spec.Stacking.MaxPerOrder)
 	}
 	e.groups = groups
-	inStack := func(t *Template) bool {
-		for _, c := range best.c {
-			if c.t == t || c.t.Key == t.Key {
-				return true
+	var fixed [numLeft]reasonSpan
+	byTemplate := resize(e.leftBy, len(e.tevals))
+	e.leftBy = byTemplate
+	for _, i := range e.appl {
+		if in[i] {
+			continue
+		}
+		ti := tidx[i]
+		if byTemplate[ti].n == 0 {
+			t := e.tevals[ti].t
+			k := leftAddsNothing
+			switch g := useOf(groups, t); {
+			case family(t) != best.fam:
+				k = leftOtherFamily
+			case best.excl:
+				k = leftExclusiveChosen
+			case t.exclusive():
+				k = leftExclusiveSelf
+			case best.holds(t):
+				k = leftOneTemplate
+			case g != nil && g.count+1 > min(g.limit, t.Spec.Stacking.MaxPerOrder):
+				byTemplate[ti] = e.groupFull(g, min(g.limit, t.Spec.Stacking.MaxPerOrder))
+			}
+			if byTemplate[ti].n == 0 {
+				if fixed[k].n == 0 {
+					fixed[k] = e.addReasons(e.msg.leftOut(k))
+				}
+				byTemplate[ti] = fixed[k]
 			}
 		}
-		return false
-	}
-	var fixed [numLeft][]Reason
-	byTemplate := resize(e.leftBy, len(e.tevals)) // a coupon's reason depends on its template only
-	e.leftBy = byTemplate
-	for i := range outs {
-		o := &outs[i]
-		if !o.Applicable || in[i] {
-			continue
-		}
-		if r := byTemplate[tidx[i]]; r != nil {
-			o.Reasons = r
-			continue
-		}
-		t := e.tevals[tidx[i]].t
-		var k int
-		switch {
-		case family(t) != best.fam:
-			k = leftOtherFamily
-		case best.excl:
-			k = leftExclusiveChosen
-		case t.exclusive():
-			k = leftExclusiveSelf
-		case inStack(t):
-			k = leftOneTemplate
-		case full(useOf(t.Spec.Stacking.Group), t):
-			g := useOf(t.Spec.Stacking.Group)
-			o.Reasons = e.groupFull(g.name, min(g.limit, t.Spec.Stacking.MaxPerOrder))
-			byTemplate[tidx[i]] = o.Reasons
-			continue
-		default:
-			k = leftAddsNothing
-		}
-		if fixed[k] == nil {
-			fixed[k] = e.reasonList(e.msg.leftOut(k))
-		}
-		o.Reasons, byTemplate[tidx[i]] = fixed[k], fixed[k]
+		e.rspan[i] = byTemplate[ti]
 	}
 	clear(byTemplate)
 	clear(groups)
+}
+
+// holds reports whether the stack holds a coupon of t's key.
+func (a *stack) holds(t *Template) bool {
+	for _, c := range a.c {
+		if c.t == t || (c.t.keyHash == t.keyHash && c.t.Key == t.Key) {
+			return true
+		}
+	}
+	return false
 }

@@ -417,3 +417,104 @@ func TestBestStackManyGroups(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, *res.Best.Stack, pick)
 }
+
+// TestStackTiesMatchExhaustiveSearch compares the best stack of small wallets on one or two cheap
+// items, where stacks run out of items and often tie, with an exhaustive search that breaks ties
+// as documented: the most value, then the fewest coupons, then the earliest expiries (sorted,
+// compared in turn), then the smallest ids (likewise).
+func TestStackTiesMatchExhaustiveSearch(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(seed(t), 29))
+	type best struct {
+		v    int64
+		ids  []string
+		exps []time.Time
+	}
+	better := func(a, b best) bool {
+		switch {
+		case a.v != b.v:
+			return a.v > b.v
+		case len(a.ids) != len(b.ids):
+			return len(a.ids) < len(b.ids)
+		}
+		if c := slices.CompareFunc(a.exps, b.exps, func(x, y time.Time) int { return x.Compare(y) }); c != 0 {
+			return c < 0
+		}
+		return slices.Compare(a.ids, b.ids) < 0
+	}
+	ties := 0
+	for round := range 300 {
+		b := setup(t)
+		cart := qualify.Cart{Items: []qualify.Item{item("s0", "toy", "acme", "", 1000+100*rng.Int64N(20), 1)}}
+		if rng.IntN(2) == 0 {
+			cart.Items = append(cart.Items, item("s1", "food", "acme", "", 500+100*rng.Int64N(10), 1))
+		}
+		n := 2 + rng.IntN(8)
+		var keys []string
+		for i := range n {
+			key := fmt.Sprintf("t%d", i)
+			if len(keys) > 0 && rng.IntN(6) == 0 {
+				key = keys[rng.IntN(len(keys))]
+			} else {
+				var s qualify.Spec
+				group, limit := []string{"a", "b"}[rng.IntN(2)], 1+rng.IntN(3)
+				switch rng.IntN(3) {
+				case 0:
+					s = percentOff([]int64{1000, 2000}[rng.IntN(2)], 1000, group, limit)
+				default:
+					s = amountOff([]int64{500, 1000, 1500}[rng.IntN(3)], group, limit)
+				}
+				if rng.IntN(6) == 0 {
+					s.Stacking = qualify.Stacking{}
+				}
+				if rng.IntN(4) == 0 {
+					s.Applicability.Category.Include = []string{"toy"}
+				}
+				b.template(t, key, s)
+				keys = append(keys, key)
+			}
+			b.give(fmt.Sprintf("c%d", i), key).ExpiresAt = now.Add(time.Duration(1+rng.IntN(3)) * time.Hour)
+		}
+		in := b.input(cart)
+		res, _ := qualify.EvaluateNodes(in, 1<<30)
+		var want best
+		found, tied := false, false
+		for mask := 1; mask < 1<<n; mask++ {
+			var cand best
+			for i := range n {
+				if mask&(1<<i) != 0 {
+					cand.ids = append(cand.ids, b.coupons[i].ID)
+					cand.exps = append(cand.exps, b.coupons[i].ExpiresAt)
+				}
+			}
+			pick, _, err := qualify.Price(in, cand.ids)
+			if err != nil || pick.Discount == 0 {
+				continue
+			}
+			cand.v = pick.Discount
+			slices.Sort(cand.ids)
+			slices.SortFunc(cand.exps, func(x, y time.Time) int { return x.Compare(y) })
+			if found && cand.v == want.v && len(cand.ids) == len(want.ids) {
+				tied = true
+			}
+			if !found || better(cand, want) {
+				want, found = cand, true
+			}
+		}
+		desc := fmt.Sprintf("round %d: %s", round, describe(b, cart))
+		if !found {
+			require.Nil(t, res.Best.Stack, desc)
+			continue
+		}
+		if tied {
+			ties++
+		}
+		require.NotNil(t, res.Best.Stack, desc)
+		got := slices.Clone(res.Best.Stack.CouponIDs)
+		slices.Sort(got)
+		require.Equal(t, want.v, res.Best.Stack.Discount, desc)
+		require.Equal(t, want.ids, got, desc)
+	}
+	t.Logf("%d of 300 wallets had several best stacks of as many coupons", ties)
+	require.Positive(t, ties, "the wallets must tie")
+}

@@ -67,8 +67,8 @@ func itemValue(it *Item, d dim) string {
 	return it.SKU
 }
 
-// matcher is a compiled Rule: sorted include and exclude lists, and their values' hashes, sorted,
-// so that a value is usually found absent without comparing strings.
+// matcher is a compiled Rule: sorted include and exclude lists, and their values' hashes (see
+// hashes), so that a value is usually found absent without comparing strings.
 type matcher struct {
 	inc, exc []string
 	ih, eh   []uint64
@@ -97,7 +97,11 @@ var hashSeed = maphash.MakeSeed()
 
 func hashOf(v string) uint64 { return maphash.String(hashSeed, v) }
 
-// hashes returns the sorted hashes of vs (nil when empty).
+// versionHash is the hash of a template version whose key hashes to h.
+func versionHash(h uint64, version int) uint64 { return h ^ uint64(version)*0x9e3779b97f4a7c15 }
+
+// hashes returns the hashes of vs (nil when empty): in the order of vs for a short list (see
+// holds), sorted for a longer one.
 func hashes(vs []string) []uint64 {
 	if len(vs) == 0 {
 		return nil
@@ -106,26 +110,44 @@ func hashes(vs []string) []uint64 {
 	for i, v := range vs {
 		hs[i] = hashOf(v)
 	}
-	slices.Sort(hs)
+	if len(hs) > shortList {
+		slices.Sort(hs)
+	}
 	return hs
+}
+
+// shortList is the longest list whose hashes are kept in the list's order and scanned.
+const shortList = 16
+
+// holds reports whether the sorted list vs, whose hashes are hs (see hashes), holds v, whose hash
+// is h. In a short list only the values of the same hash are compared.
+func holds(vs []string, hs []uint64, v string, h uint64) bool {
+	if len(hs) <= shortList {
+		for k, x := range hs {
+			if x == h && vs[k] == v {
+				return true
+			}
+		}
+		return false
+	}
+	_, ok := slices.BinarySearch(hs, h)
+	return ok && has(vs, v)
 }
 
 // admitsHashed is admits for a value whose hash (hashOf) is h.
 func (m *matcher) admitsHashed(v string, h uint64) bool {
 	bit := hashBit(h)
-	if m.ebits&bit != 0 && hasHash(m.eh, h) && has(m.exc, v) {
+	if m.ebits&bit != 0 && m.excludes(v, h) {
 		return false
 	}
-	return len(m.inc) == 0 || (m.ibits&bit != 0 && hasHash(m.ih, h) && has(m.inc, v))
+	return len(m.inc) == 0 || (m.ibits&bit != 0 && m.includes(v, h))
 }
 
-func hasHash(sorted []uint64, h uint64) bool {
-	if len(sorted) <= 16 {
-		return slices.Contains(sorted, h)
-	}
-	_, ok := slices.BinarySearch(sorted, h)
-	return ok
-}
+// includes reports whether the include list holds v, whose hash is h.
+func (m *matcher) includes(v string, h uint64) bool { return holds(m.inc, m.ih, v, h) }
+
+// excludes reports whether the exclude list holds v, whose hash is h.
+func (m *matcher) excludes(v string, h uint64) bool { return holds(m.exc, m.eh, v, h) }
 
 // sortedSet returns vs sorted, sharing it when it already is.
 func sortedSet(vs []string) []string {
@@ -189,8 +211,8 @@ type terms struct {
 	cartRules int
 	cond      *rules.Program
 	// hash and keyHash are where an evaluation's tables of templates and of keys start looking
-	// for it.
-	hash, keyHash uint64
+	// for it; groupHash is the hash of its stack group.
+	hash, keyHash, groupHash uint64
 }
 
 // The kinds, in the order a stack applies them.
@@ -220,7 +242,8 @@ func Compile(key string, version int, spec Spec) (*Template, error) {
 		typ: spec.Type, currency: spec.Currency, cur: currencies[spec.Currency], cond: cond,
 		excl: spec.Stacking.Mode != StackGroup, scopeApplicable: spec.Threshold.Scope == ScopeApplicable,
 		amount: spec.Amount, bp: spec.PercentBP, cap: spec.Cap, threshold: spec.Threshold.Amount,
-		hash: hashOf(key) ^ uint64(version)*0x9e3779b97f4a7c15, keyHash: hashOf(key),
+		hash: versionHash(hashOf(key), version), keyHash: hashOf(key),
+		groupHash: hashOf(spec.Stacking.Group),
 	}}
 	switch spec.Type {
 	case TypeAmountOff:
@@ -293,16 +316,6 @@ func (t *Template) admitsCart(c *Cart) (dim, bool) {
 func (t *Template) admitsItem(it *Item) dim {
 	for i := range t.rules[t.cartRules:] {
 		if r := &t.rules[t.cartRules+i]; !r.admits(itemValue(it, r.d)) {
-			return r.d
-		}
-	}
-	return -1
-}
-
-// admitsItemHashed is admitsItem for an item whose values' hashes are h (by dimension).
-func (t *Template) admitsItemHashed(it *Item, h *[numDims]uint64) dim {
-	for i := range t.rules[t.cartRules:] {
-		if r := &t.rules[t.cartRules+i]; !r.admitsHashed(itemValue(it, r.d), h[r.d]) {
 			return r.d
 		}
 	}

@@ -213,3 +213,34 @@ func TestEvaluateConcurrently(t *testing.T) {
 		require.Fail(t, e)
 	}
 }
+
+// TestEvaluatePooledMatchesFresh evaluates a mix of wallets in turn, realistic ones of 5 to 200
+// coupons on carts of 1 to 6 items and random ones, in both languages, some carts past 64 items,
+// and compares each answer with that of an evaluator that was never used before: whatever an
+// earlier evaluation left in a pooled evaluator's scratch must not change the next answer.
+func TestEvaluatePooledMatchesFresh(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(seed(t), 19))
+	pool := newTenantPool(t, rng, 400)
+	for round := range 240 {
+		var in qualify.Input
+		switch round % 4 {
+		case 0, 1:
+			b := realisticWallet(t, rng, pool, []int{5, 20, 60, 200}[rng.IntN(4)])
+			b.lang = []string{"", "en", "zh-CN"}[rng.IntN(3)]
+			if rng.IntN(8) == 0 {
+				b.user = nil
+			}
+			c := realisticCart(rng, 1+rng.IntN(6))
+			if round%20 == 0 {
+				c = realisticCart(rng, 65+rng.IntN(100)) // more than one word of item bits
+			}
+			in = b.input(c)
+		default:
+			b, c := randomWallet(t, rng, 1+rng.IntN(40))
+			b.lang = []string{"en", "zh-CN"}[rng.IntN(2)]
+			in = b.input(c)
+		}
+		require.Equal(t, qualify.EvaluateFresh(in), qualify.Evaluate(in), "round %d", round)
+	}
+}
