@@ -98,6 +98,27 @@ func BenchmarkQualifyHTTP(b *testing.B) {
 			res.report(b, "requests")
 		})
 	}
+	// The same load from wrk, a C load generator, on the same box: what the server sustains when
+	// the client costs little.
+	paths := make([]string, users)
+	for i, u := range userIDs {
+		paths[i] = "/v1/users/" + u + "/coupons/qualify"
+	}
+	for _, conns := range []int{8, 32} {
+		b.Run(fmt.Sprintf("wrk/conns=%d", conns), func(b *testing.B) {
+			run := runWrk(b, wrkParams{url: n.url, paths: paths, body: string(body), threads: 1, conns: conns,
+				duration: 5 * time.Second, headers: map[string]string{"Authorization": "Bearer " + nm.AdminKey.Secret,
+					"Content-Type": "application/json"}})
+			if run.bad > 0 {
+				b.Fatalf("%d of %d answers were not 2xx", run.bad, run.requests)
+			}
+			b.ReportMetric(run.rps, "requests/s")
+			b.ReportMetric(float64(run.p50.Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(run.p99.Microseconds())/1000, "p99-ms")
+			b.ReportMetric(100*run.cpu.Seconds()/run.wall.Seconds(), "wrk-cpu-%")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
 }
 
 // waitQuiet waits until the exactly-once consumers have stopped recording messages.
