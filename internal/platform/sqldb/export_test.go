@@ -17,3 +17,13 @@ func CachedStatements(db *DB) int {
 
 // MaxCachedStatements is the bound of a statement cache.
 const MaxCachedStatements = maxCachedStatements
+
+// WriterStatements is how many prepared statements db's writer cache holds (0 without a cache).
+func WriterStatements(db *DB) int {
+	if db.writeStmts == nil {
+		return 0
+	}
+	db.writeStmts.mu.Lock()
+	defer db.writeStmts.mu.Unlock()
+	return len(db.writeStmts.m)
+}

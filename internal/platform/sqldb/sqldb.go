@@ -52,6 +52,8 @@ type DB struct {
 	replica *sql.DB // lag-tolerant reads; equals read when no replica is configured
 	// readStmts caches the reader pool's prepared statements (SQLite only: pgx caches its own).
 	readStmts *stmtCache
+	// writeStmts caches the writer connection's prepared statements (SQLite only).
+	writeStmts *writerStmts
 }
 
 // Open connects to the database described by opts and checks that it answers.
@@ -112,7 +114,8 @@ func openSQLite(opts Options) (*DB, error) {
 	}
 	read.SetMaxOpenConns(readers)
 	read.SetMaxIdleConns(readers)
-	return &DB{dialect: SQLite, write: write, read: read, replica: read, readStmts: newStmtCache(read)}, nil
+	return &DB{dialect: SQLite, write: write, read: read, replica: read, readStmts: newStmtCache(read),
+		writeStmts: newWriterStmts(write)}, nil
 }
 
 func openPostgres(opts Options) (*DB, error) {
@@ -193,6 +196,9 @@ func (db *DB) Stats() (write, read sql.DBStats) { return db.write.Stats(), db.re
 func (db *DB) Close() error {
 	if db.readStmts != nil {
 		db.readStmts.close()
+	}
+	if db.writeStmts != nil {
+		db.writeStmts.close()
 	}
 	errs := []error{db.write.Close()}
 	if db.read != db.write {

@@ -3,6 +3,7 @@ package sqldb
 import (
 	"context"
 	"database/sql"
+	"slices"
 	"sync"
 )
 
@@ -90,4 +91,71 @@ func (q cachedQuerier) QueryRow(ctx context.Context, query string, args ...any) 
 		return Row{st.QueryRowContext(ctx, args...)}
 	}
 	return querier{q.pool}.QueryRow(ctx, query, args...)
+}
+
+// maxWriterStatements bounds the writer's statement cache: multi-row statements come in one text
+// per row count, so a busy node meets a few thousand texts.
+const maxWriterStatements = 2048
+
+// writerStmts caches the prepared statements of SQLite's one writer connection, for the Exec and
+// QueryRow calls of transactions. A statement cannot be prepared on the pool while a transaction
+// holds the only connection, so a statement first met in a transaction runs unprepared and is
+// prepared once that transaction has ended; later transactions use it through Tx.StmtContext,
+// which finds it prepared on the connection. Query is never cached: its rows stay open while the
+// caller reads them, and the same statement run again meanwhile would reset them.
+type writerStmts struct {
+	pool   *sql.DB
+	mu     sync.Mutex
+	m      map[string]*sql.Stmt
+	wanted []string
+}
+
+func newWriterStmts(pool *sql.DB) *writerStmts {
+	return &writerStmts{pool: pool, m: map[string]*sql.Stmt{}}
+}
+
+// lookup returns the prepared statement of query, or nil after noting it is wanted.
+func (w *writerStmts) lookup(query string) *sql.Stmt {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if st, ok := w.m[query]; ok {
+		return st
+	}
+	if len(w.m)+len(w.wanted) < maxWriterStatements && !slices.Contains(w.wanted, query) {
+		w.wanted = append(w.wanted, query)
+	}
+	return nil
+}
+
+// prepareWanted prepares the statements met since the last call; call it with no transaction
+// open on this goroutine.
+func (w *writerStmts) prepareWanted(ctx context.Context) {
+	w.mu.Lock()
+	wanted := w.wanted
+	w.wanted = nil
+	w.mu.Unlock()
+	for _, q := range wanted {
+		st, err := w.pool.PrepareContext(ctx, q)
+		if err != nil {
+			continue // it keeps running unprepared, reporting its own errors
+		}
+		w.mu.Lock()
+		if _, ok := w.m[q]; ok || len(w.m) >= maxWriterStatements {
+			_ = st.Close()
+		} else {
+			w.m[q] = st
+		}
+		w.mu.Unlock()
+	}
+}
+
+// close closes every cached statement.
+func (w *writerStmts) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for q, st := range w.m {
+		_ = st.Close()
+		delete(w.m, q)
+	}
+	w.wanted = nil
 }

@@ -81,3 +81,90 @@ func assertNoError(t *testing.T, err error) bool {
 	}
 	return true
 }
+
+// TestWriterStatementCache: statements a transaction runs with Exec and QueryRow are prepared on
+// the writer after it (SQLite) and reused by later transactions with the same results; a panic
+// or a rollback in a transaction does not hang the preparation; the same text read with Query
+// while Exec runs it again does not disturb the rows being read.
+func TestWriterStatementCache(t *testing.T) {
+	t.Parallel()
+	sqldbtest.Run(t, []sqldb.Migrations{set(t, "test", "migrations")}, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		insert := `INSERT INTO parents (id, name, qty) VALUES ($1, $2, $3)`
+		sum := `SELECT COALESCE(SUM(qty), 0) FROM parents`
+		for i := range 20 {
+			require.NoError(t, db.Tx(ctx, func(tx *sqldb.Tx) error {
+				if _, err := tx.Exec(ctx, insert, fmt.Sprint("p", i), fmt.Sprint("n", i), i); err != nil {
+					return err
+				}
+				var got int
+				if err := tx.QueryRow(ctx, sum).Scan(&got); err != nil {
+					return err
+				}
+				if want := i * (i + 1) / 2; got != want {
+					return fmt.Errorf("sum %d, want %d", got, want)
+				}
+				return nil
+			}))
+		}
+		if db.Dialect() == sqldb.SQLite {
+			require.Equal(t, 2, sqldb.WriterStatements(db), "both statements are prepared once")
+		} else {
+			require.Zero(t, sqldb.WriterStatements(db), "PostgreSQL's driver caches its own")
+		}
+
+		// A unique violation through a cached statement is classified and rolls back.
+		err := db.Tx(ctx, func(tx *sqldb.Tx) error {
+			_, err := tx.Exec(ctx, insert, "p0", "dup", 1)
+			return err
+		})
+		require.ErrorIs(t, err, sqldb.ErrUnique)
+
+		// A panic in a transaction that met a new statement: rolled back, and the next one runs.
+		require.Panics(t, func() {
+			_ = db.Tx(ctx, func(tx *sqldb.Tx) error {
+				if _, err := tx.Exec(ctx, `UPDATE parents SET qty = qty + 1 WHERE id = $1`, "p1"); err != nil {
+					return err
+				}
+				panic("boom")
+			})
+		})
+		require.NoError(t, db.Tx(ctx, func(tx *sqldb.Tx) error {
+			_, err := tx.Exec(ctx, `UPDATE parents SET qty = qty + 1 WHERE id = $1`, "p1")
+			return err
+		}))
+
+		// Rows being read are not reset by the same text run again with Exec (SQLite: PostgreSQL
+		// takes one statement at a time per connection anyway).
+		if db.Dialect() != sqldb.SQLite {
+			return
+		}
+		update := `UPDATE parents SET qty = qty + 0 WHERE id = $1`
+		require.NoError(t, db.Tx(ctx, func(tx *sqldb.Tx) error { _, err := tx.Exec(ctx, update, "p2"); return err }))
+		require.NoError(t, db.Tx(ctx, func(tx *sqldb.Tx) error {
+			rows, err := tx.Query(ctx, `SELECT id FROM parents ORDER BY id`)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			n := 0
+			for rows.Next() {
+				var id string
+				if err := rows.Scan(&id); err != nil {
+					return err
+				}
+				if _, err := tx.Exec(ctx, update, id); err != nil {
+					return err
+				}
+				n++
+			}
+			if n != 20 {
+				return fmt.Errorf("read %d rows, want 20", n)
+			}
+			return rows.Err()
+		}))
+		var total int
+		require.NoError(t, db.Reader().QueryRow(ctx, sum).Scan(&total))
+		require.Equal(t, 190+1, total)
+	})
+}

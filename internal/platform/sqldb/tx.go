@@ -15,6 +15,32 @@ type Tx struct {
 	tx      *sql.Tx
 	hooks   []func()
 	dialect Dialect
+	stmts   *writerStmts // nil: statements are not cached
+}
+
+// Exec runs a statement that returns no rows, prepared once per connection where the engine
+// gains from it.
+func (tx *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := tx.cached(query); st != nil {
+		res, err := tx.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+		return res, classify(err)
+	}
+	return tx.querier.Exec(ctx, query, args...)
+}
+
+// QueryRow runs a statement that returns at most one row (see Exec).
+func (tx *Tx) QueryRow(ctx context.Context, query string, args ...any) Row {
+	if st := tx.cached(query); st != nil {
+		return Row{tx.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)}
+	}
+	return tx.querier.QueryRow(ctx, query, args...)
+}
+
+func (tx *Tx) cached(query string) *sql.Stmt {
+	if tx.stmts == nil {
+		return nil
+	}
+	return tx.stmts.lookup(query)
 }
 
 // Dialect is the engine the transaction runs on.
@@ -49,7 +75,11 @@ func (db *DB) tryTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	if err != nil {
 		return fmt.Errorf("sqldb: begin: %w", classify(err))
 	}
-	tx := &Tx{querier: querier{raw}, tx: raw, dialect: db.dialect}
+	tx := &Tx{querier: querier{raw}, tx: raw, dialect: db.dialect, stmts: db.writeStmts}
+	if db.writeStmts != nil {
+		// Deferred first, so it runs last: once the transaction has let go of the connection.
+		defer db.writeStmts.prepareWanted(context.WithoutCancel(ctx))
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			_ = raw.Rollback()
