@@ -47,6 +47,7 @@ lint: ## go vet, gofmt and staticcheck
 
 .PHONY: bench
 bench: services ## run the benchmarks and print their figures
+	@command -v wrk >/dev/null || echo "note: wrk is not installed (apt-get install wrk); BenchmarkQualifyHTTP/wrk is skipped"
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m $(PKGS)
 
 .PHONY: clean
