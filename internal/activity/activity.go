@@ -59,8 +59,6 @@ const (
 	DefaultPruneInterval = time.Hour
 	// DefaultPruneBatch is how many records one prune transaction deletes.
 	DefaultPruneBatch = 500
-	// DefaultWorkers is how many consumer instances feed the writer.
-	DefaultWorkers = 64
 	// DefaultMaxBatch bounds the records written in one transaction.
 	DefaultMaxBatch = 256
 	// ConsumerName is the durable consumer's name on the DOMAIN stream.
@@ -77,10 +75,8 @@ type Options struct {
 	PruneInterval time.Duration
 	// PruneBatch is how many records one prune transaction deletes (default 500).
 	PruneBatch int
-	// Workers is how many instances of the consumer run in this process (default 16). Their
-	// messages are written together, so it bounds the records per transaction under load.
-	Workers int
-	// MaxBatch bounds the records written in one transaction (default 256).
+	// MaxBatch bounds the events recorded in one transaction, and so the messages the consumer
+	// pulls at once (default 256).
 	MaxBatch int
 	// Clock stamps recorded_at and decides what is old (default clock.Real).
 	Clock clock.Clock
@@ -99,9 +95,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PruneBatch <= 0 {
 		o.PruneBatch = DefaultPruneBatch
-	}
-	if o.Workers <= 0 {
-		o.Workers = DefaultWorkers
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = DefaultMaxBatch

@@ -16,26 +16,26 @@ import (
 )
 
 // BenchmarkIngest measures records per second from the DOMAIN stream (embedded JetStream, events
-// published beforehand) into SQLite (and PostgreSQL, for comparison), with one consumer instance
-// (one record per transaction) and with the group commit of several. Run it with a fixed count,
-// e.g. -benchtime=20000x.
+// published beforehand) into SQLite and PostgreSQL, with batches of 1 (one record per
+// transaction), 64 and 256 (the default) events. Run it with a fixed count, e.g.
+// -benchtime=20000x.
 func BenchmarkIngest(b *testing.B) {
 	for _, c := range []struct {
 		dialect sqldb.Dialect
-		workers int
-	}{{sqldb.SQLite, 1}, {sqldb.SQLite, 16}, {sqldb.SQLite, 64}, {sqldb.Postgres, 1}, {sqldb.Postgres, 64}} {
-		b.Run(fmt.Sprintf("%s/workers=%d", c.dialect, c.workers), func(b *testing.B) {
-			benchIngest(b, c.dialect, c.workers)
+		batch   int
+	}{{sqldb.SQLite, 1}, {sqldb.SQLite, 64}, {sqldb.SQLite, 256}, {sqldb.Postgres, 1}, {sqldb.Postgres, 256}} {
+		b.Run(fmt.Sprintf("%s/batch=%d", c.dialect, c.batch), func(b *testing.B) {
+			benchIngest(b, c.dialect, c.batch)
 		})
 	}
 }
 
-func benchIngest(b *testing.B, dialect sqldb.Dialect, workers int) {
+func benchIngest(b *testing.B, dialect sqldb.Dialect, batch int) {
 	ctx := context.Background()
 	db := sqldbtest.Open(b, dialect, sets)
 	bs := bustest.NewEnv(b, bustest.Embedded).Open(b, bus.Options{})
 	publishEvents(b, bs, b.N)
-	svc := activity.New(db, bs, activity.Options{Workers: workers, Logger: bustest.Logger()})
+	svc := activity.New(db, bs, activity.Options{MaxBatch: batch, Logger: bustest.Logger()})
 
 	b.ResetTimer()
 	start := time.Now()

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -16,47 +15,67 @@ import (
 	"github.com/perkhq/perk/internal/platform/sqldb"
 )
 
-// Consume starts the durable consumer "activity" on the whole DOMAIN stream: Options.Workers
-// instances whose messages one writer records together, several per transaction (a group commit).
-// A message is acknowledged only after its record is committed; a redelivered event finds its
-// record and adds nothing. An undecodable message is terminated, a malformed envelope is dropped,
-// both counted; neither holds up the messages behind it.
+// Consume starts the durable consumer "activity" on the whole DOMAIN stream. Events arriving
+// together (up to Options.MaxBatch) are recorded in one transaction (bus.ConsumeBatch) and
+// acknowledged once it has committed; a redelivered event finds its record and adds nothing. An
+// undecodable message is terminated, a malformed envelope is dropped, both counted; a batch that
+// fails is retried message by message, so neither holds up the messages around it.
 //
-// The consumer stops when ctx is done or stop is called; stop waits for the messages in hand.
+// The consumer stops when ctx is done or stop is called; stop waits for the batch in hand.
 func (s *Service) Consume(ctx context.Context) (stop func(), err error) {
 	if s.bus == nil {
 		return nil, errors.New("activity: consume: the service has no bus")
 	}
-	w := s.startWriter(ctx)
-	var stops []func()
-	stopAll := func() {
-		var wg sync.WaitGroup
-		for _, stop := range stops {
-			wg.Go(stop)
-		}
-		wg.Wait() // every handler has left: nobody waits for the writer any more
-		w.stop()
+	opts := bus.ConsumerOptions{Stream: bus.Domain, Name: ConsumerName, BatchSize: s.opts.MaxBatch,
+		MaxAckPending: max(1000, 4*s.opts.MaxBatch)}
+	stop, err = s.bus.ConsumeBatch(ctx, opts, s.handle)
+	if err != nil {
+		return nil, fmt.Errorf("activity: consume: %w", err)
 	}
-	opts := bus.ConsumerOptions{Stream: bus.Domain, Name: ConsumerName, BatchSize: 32}
-	for range s.opts.Workers {
-		stop, err := s.bus.Consume(ctx, opts, w.handle)
-		if err != nil {
-			stopAll()
-			return nil, fmt.Errorf("activity: consume: %w", err)
-		}
-		stops = append(stops, stop)
-	}
-	var once sync.Once
-	stopped := make(chan struct{})
-	stop = func() { once.Do(func() { stopAll(); close(stopped) }) }
-	go func() {
-		select {
-		case <-ctx.Done():
-			stop()
-		case <-stopped:
-		}
-	}()
 	return stop, nil
+}
+
+// errSplit asks the bus to retry a batch message by message: one of them cannot be recorded.
+var errSplit = errors.New("activity: a message of the batch cannot be recorded; retrying one by one")
+
+// handle records a batch of DOMAIN messages in one transaction. Its skip counts are added only
+// when it succeeds, so a batch retried message by message counts each message once.
+func (s *Service) handle(ctx context.Context, msgs []bus.Msg) error {
+	recs := make([]Record, 0, len(msgs))
+	var skipped []string
+	for _, m := range msgs {
+		e, err := bus.DecodeEvent(m)
+		if err != nil {
+			if len(msgs) > 1 {
+				return errSplit
+			}
+			s.metrics.skipped.WithLabelValues(reasonUndecodable).Inc()
+			return bus.Permanent(err)
+		}
+		rec, err := recordOf(e)
+		switch {
+		case err != nil:
+			skipped = append(skipped, reasonMalformed)
+			s.log.Warn("activity: malformed event dropped", "subject", m.Subject, "msg_id", m.ID, "err", err)
+		case s.expired(rec):
+			skipped = append(skipped, reasonExpired)
+		default:
+			recs = append(recs, rec)
+		}
+	}
+	if _, err := s.insert(ctx, recs); err != nil {
+		if len(msgs) > 1 {
+			return errSplit
+		}
+		return settle(err)
+	}
+	for _, reason := range skipped {
+		s.metrics.skipped.WithLabelValues(reason).Inc()
+	}
+	if len(recs) > 0 {
+		s.metrics.lag.Set(max(s.clock.Now().Sub(recs[len(recs)-1].OccurredAt).Seconds(), 0))
+	}
+	return nil
 }
 
 // Write records events directly, in one transaction, and returns how many records it added (events
@@ -73,120 +92,6 @@ func (s *Service) Write(ctx context.Context, events ...bus.Event) (int, error) {
 		recs = append(recs, rec)
 	}
 	return s.insert(ctx, recs)
-}
-
-// pending is a record waiting for the writer, and where its outcome goes.
-type pending struct {
-	rec  Record
-	done chan error
-}
-
-// writer records what the consumer instances hand it, as many per transaction as are waiting.
-type writer struct {
-	s      *Service
-	queue  chan *pending
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-// startWriter starts a writer, which runs until its stop is called. Its transactions do not end
-// with ctx: a batch in hand is finished.
-func (s *Service) startWriter(ctx context.Context) *writer {
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	w := &writer{s: s, queue: make(chan *pending, s.opts.MaxBatch), cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		w.run(runCtx)
-	}()
-	return w
-}
-
-// stop ends the writer after the batch in hand. Records still queued are not written: call it once
-// no handler waits.
-func (w *writer) stop() {
-	w.cancel()
-	<-w.done
-}
-
-// handle is the consumer's handler: decode, check, then wait for the record to be committed.
-func (w *writer) handle(ctx context.Context, m bus.Msg) error {
-	s := w.s
-	e, err := bus.DecodeEvent(m)
-	if err != nil {
-		s.metrics.skipped.WithLabelValues(reasonUndecodable).Inc()
-		return bus.Permanent(err)
-	}
-	rec, err := recordOf(e)
-	if err != nil {
-		s.metrics.skipped.WithLabelValues(reasonMalformed).Inc()
-		s.log.Warn("activity: malformed event dropped", "subject", m.Subject, "msg_id", m.ID, "err", err)
-		return nil
-	}
-	if s.expired(rec) {
-		s.metrics.skipped.WithLabelValues(reasonExpired).Inc()
-		return nil
-	}
-	p := &pending{rec: rec, done: make(chan error, 1)}
-	select {
-	case w.queue <- p:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case err := <-p.done:
-		return err
-	case <-ctx.Done():
-		// The record may still be committed; the redelivery then finds it.
-		return ctx.Err()
-	}
-}
-
-// run takes whatever is waiting, up to MaxBatch, writes it in one transaction and reports back,
-// until ctx is done.
-func (w *writer) run(ctx context.Context) {
-	batch := make([]*pending, 0, w.s.opts.MaxBatch)
-	for {
-		batch = batch[:0]
-		select {
-		case p := <-w.queue:
-			batch = append(batch, p)
-		case <-ctx.Done():
-			return
-		}
-	fill:
-		for len(batch) < w.s.opts.MaxBatch {
-			select {
-			case p := <-w.queue:
-				batch = append(batch, p)
-			default:
-				break fill
-			}
-		}
-		w.commit(ctx, batch)
-	}
-}
-
-// commit writes a batch. If the batch fails, each record is tried on its own, so one bad record
-// cannot hold up the others.
-func (w *writer) commit(ctx context.Context, batch []*pending) {
-	recs := make([]Record, len(batch))
-	for i, p := range batch {
-		recs[i] = p.rec
-	}
-	_, err := w.s.insert(ctx, recs)
-	if err == nil {
-		w.s.metrics.lag.Set(max(w.s.clock.Now().Sub(recs[len(recs)-1].OccurredAt).Seconds(), 0))
-	}
-	if err == nil || len(batch) == 1 {
-		for _, p := range batch {
-			p.done <- settle(err)
-		}
-		return
-	}
-	for _, p := range batch {
-		_, err := w.s.insert(ctx, []Record{p.rec})
-		p.done <- settle(err)
-	}
 }
 
 // settle turns a write error into the handler's answer: a record the database refuses for its

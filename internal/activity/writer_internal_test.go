@@ -2,6 +2,7 @@ package activity
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -14,24 +15,28 @@ import (
 	"github.com/perkhq/perk/internal/platform/sqldb/sqldbtest"
 )
 
-// A record the database refuses fails alone: the others of its batch are written and acknowledged.
+// A record the database refuses fails its batch, which the bus then retries message by message
+// (as bus.ConsumeBatch does): the others are written, the refused one fails alone.
 func TestOneBadRecordDoesNotFailItsBatch(t *testing.T) {
 	t.Parallel()
 	sqldbtest.Run(t, []sqldb.Migrations{Migrations}, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
 		refuse(t, db, "poison.event")
 		s := New(db, nil, Options{})
-		w := &writer{s: s}
-		var batch []*pending
+		var batch []bus.Msg
 		for i, typ := range []string{"grant.succeeded", "poison.event", "grant.failed", "grant.succeeded"} {
-			batch = append(batch, &pending{done: make(chan error, 1), rec: Record{ID: fmt.Sprint("evt_", i),
-				TenantID: "mch_a", UserID: "u1", Type: typ, OccurredAt: time.Now().UTC()}})
+			id := fmt.Sprint("evt_", i)
+			if i == 3 {
+				id = "evt_0" // a duplicate inside the batch is no error either
+			}
+			raw, err := json.Marshal(bus.Event{ID: id, TenantID: "mch_a", UserID: "u1", Type: typ,
+				Time: time.Now().UTC(), Data: json.RawMessage(`{}`)})
+			require.NoError(t, err)
+			batch = append(batch, bus.Msg{ID: id, Subject: "domain." + typ, Data: raw})
 		}
-		batch[3].rec.ID = batch[0].rec.ID // a duplicate inside the batch is no error either
-		w.commit(ctx, batch)
-
-		for i, p := range batch {
-			err := <-p.done
+		require.ErrorIs(t, s.handle(ctx, batch), errSplit)
+		for i, m := range batch {
+			err := s.handle(ctx, []bus.Msg{m})
 			if i != 1 {
 				require.NoError(t, err, "record %d", i)
 				continue

@@ -31,16 +31,48 @@ func (b *Bus) ConsumeBatchTx(ctx context.Context, db *sqldb.DB, opts ConsumerOpt
 	if err != nil {
 		return nil, err
 	}
-	cons, err := b.upsertConsumer(ctx, opts)
+	bc := b.newBatchConsumer(ctx, opts)
+	bc.db, bc.handler = db, handler
+	stopConsume, err := b.startBatch(ctx, bc)
 	if err != nil {
 		return nil, err
 	}
-	bc := &batchConsumer{
+	return b.withPrune(ctx, db, bc.key, opts, stopConsume)
+}
+
+// BatchHandler handles several messages at once, outside any transaction of the bus's.
+type BatchHandler func(ctx context.Context, msgs []Msg) error
+
+// ConsumeBatch is ConsumeBatchTx for handlers whose effects are idempotent by themselves (an
+// insert that skips rows it finds, say): batches are handed over the same way, a failing batch is
+// retried message by message, but no processed record is kept, so a redelivered message reaches
+// the handler again.
+func (b *Bus) ConsumeBatch(ctx context.Context, opts ConsumerOptions, handler BatchHandler) (stop func(), err error) {
+	opts, err = opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	bc := b.newBatchConsumer(ctx, opts)
+	bc.plain = handler
+	return b.startBatch(ctx, bc)
+}
+
+func (b *Bus) newBatchConsumer(ctx context.Context, opts ConsumerOptions) *batchConsumer {
+	return &batchConsumer{
 		consumer: consumer{bus: b, opts: opts, ctx: ctx, log: b.log.With("stream", opts.Stream, "consumer", opts.Name)},
-		db:       db, handler: handler, key: string(opts.Stream) + "/" + opts.Name,
+		key:      string(opts.Stream) + "/" + opts.Name,
 		// The server hands out at most MaxAckPending unacknowledged messages, so the callback never
 		// blocks on this queue (a blocked callback would starve the client of heartbeats).
 		in: make(chan jetstream.Msg, max(opts.MaxAckPending, opts.BatchSize)), quit: make(chan struct{}),
+	}
+}
+
+// startBatch creates the durable consumer and starts bc's loop; it returns the stop function.
+func (b *Bus) startBatch(ctx context.Context, bc *batchConsumer) (stop func(), err error) {
+	opts := bc.opts
+	cons, err := b.upsertConsumer(ctx, opts)
+	if err != nil {
+		return nil, err
 	}
 	go bc.loop()
 	cc, err := cons.Consume(bc.enqueue, jetstream.PullMaxMessages(opts.BatchSize), jetstream.PullExpiry(pullExpiry),
@@ -49,20 +81,21 @@ func (b *Bus) ConsumeBatchTx(ctx context.Context, db *sqldb.DB, opts ConsumerOpt
 		close(bc.quit)
 		return nil, fmt.Errorf("bus: consume %s/%s: %w", opts.Stream, opts.Name, err)
 	}
-	stopConsume, err := b.supervise(ctx, cc, &bc.gate, func() { close(bc.quit) })
+	stop, err = b.supervise(ctx, cc, &bc.gate, func() { close(bc.quit) })
 	if err != nil {
 		close(bc.quit)
 		return nil, err
 	}
-	return b.withPrune(ctx, db, bc.key, opts, stopConsume)
+	return stop, nil
 }
 
 // batchConsumer runs one instance of a batching durable consumer: the client library's callback
 // queues messages, and one goroutine takes them in batches.
 type batchConsumer struct {
 	consumer
-	db      *sqldb.DB
+	db      *sqldb.DB // ConsumeBatchTx: the database and handler
 	handler BatchTxHandler
+	plain   BatchHandler // ConsumeBatch: the handler alone
 	key     string
 	in      chan jetstream.Msg
 	quit    chan struct{}
@@ -197,6 +230,16 @@ func (bc *batchConsumer) process(msgs []Msg) (results []string, err error) {
 
 // processAll records msgs as processed and runs the handler on the new ones, in one transaction.
 func (bc *batchConsumer) processAll(msgs []Msg) (results []string, err error) {
+	if bc.plain != nil {
+		if err := callPlain(bc.ctx, bc.plain, msgs); err != nil {
+			return nil, err
+		}
+		results = make([]string, len(msgs))
+		for i := range results {
+			results[i] = resultAck
+		}
+		return results, nil
+	}
 	err = bc.db.Tx(bc.ctx, func(tx *sqldb.Tx) error {
 		fresh, err := bc.record(tx, msgs)
 		if err != nil {
@@ -261,6 +304,16 @@ func processedID(m Msg) string {
 	}
 	// Sequences restart if the stream is ever recreated; the stored time tells the two apart.
 	return "seq:" + strconv.FormatUint(m.Sequence, 10) + ":" + strconv.FormatInt(m.Time.UnixNano(), 10)
+}
+
+// callPlain runs a plain batch handler, turning a panic into a panicError.
+func callPlain(ctx context.Context, h BatchHandler, msgs []Msg) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = panicError{value: p, stack: debug.Stack()}
+		}
+	}()
+	return h(ctx, msgs)
 }
 
 // callBatch runs a batch handler, turning a panic into a panicError.

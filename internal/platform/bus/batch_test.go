@@ -243,3 +243,59 @@ func TestConsumeBatchTxRetriesWhenRelevantFails(t *testing.T) {
 		require.Equal(t, n, distinct)
 	})
 }
+
+// TestConsumeBatchHandsOverBatchesAndIsolatesAPoisonMessage: ConsumeBatch (no processed records)
+// hands messages over in batches; a batch that fails is retried message by message, so the poison
+// one is terminated alone and every other one is handled; a panic counts as a failure too.
+func TestConsumeBatchHandsOverBatchesAndIsolatesAPoisonMessage(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []bustest.Mode{bustest.Embedded, bustest.External} {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			tb := setup(t, bustest.NewEnv(t, mode), bus.Options{})
+			b := tb.bus
+			const n = 200
+			msgs := messages(b, bus.Events, n, "plain")
+			poison, panicky := msgs[17].ID, msgs[150].ID
+			require.NoError(t, b.PublishBatch(tb.ctx, msgs))
+
+			var (
+				mu    sync.Mutex
+				sizes []int
+				seen  = map[string]int{}
+			)
+			_, err := b.ConsumeBatch(tb.ctx, bus.ConsumerOptions{Stream: bus.Events, Name: "plain", BatchSize: 64},
+				func(ctx context.Context, msgs []bus.Msg) error {
+					mu.Lock()
+					defer mu.Unlock()
+					sizes = append(sizes, len(msgs))
+					for _, m := range msgs {
+						switch m.ID {
+						case poison:
+							return bus.Permanent(errors.New("cannot handle " + m.ID))
+						case panicky:
+							if len(msgs) > 1 {
+								panic("a batch with " + m.ID)
+							}
+						}
+					}
+					for _, m := range msgs {
+						seen[m.ID]++
+					}
+					return nil
+				})
+			require.NoError(t, err)
+			handled := func(c require.TestingT, result string) float64 {
+				return metric(c, tb.reg, "perk_bus_handled_total", map[string]string{"consumer": "plain", "result": result})
+			}
+			waitUntil(t, func(c *assert.CollectT) bool { return handled(c, "ack")+handled(c, "term") == n })
+			require.Equal(t, float64(n-1), handled(t, "ack"))
+			require.Equal(t, 1.0, handled(t, "term"))
+			mu.Lock()
+			defer mu.Unlock()
+			require.Len(t, seen, n-1, "every message but the poison one was handled")
+			require.NotContains(t, seen, poison)
+			require.Less(t, len(sizes), n, "messages pulled together are handed over together")
+		})
+	}
+}
