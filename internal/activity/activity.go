@@ -60,7 +60,7 @@ const (
 	// DefaultPruneBatch is how many records one prune transaction deletes.
 	DefaultPruneBatch = 500
 	// DefaultMaxBatch bounds the records written in one transaction.
-	DefaultMaxBatch = 256
+	DefaultMaxBatch = 64
 	// ConsumerName is the durable consumer's name on the DOMAIN stream.
 	ConsumerName = "activity"
 )
@@ -76,7 +76,8 @@ type Options struct {
 	// PruneBatch is how many records one prune transaction deletes (default 500).
 	PruneBatch int
 	// MaxBatch bounds the events recorded in one transaction, and so the messages the consumer
-	// pulls at once (default 256).
+	// pulls at once (default 64). Larger batches record faster but, on SQLite, hold the one writer
+	// longer, which delays the transactions of the request path behind them.
 	MaxBatch int
 	// Clock stamps recorded_at and decides what is old (default clock.Real).
 	Clock clock.Clock

@@ -17,7 +17,7 @@ import (
 
 // BenchmarkIngest measures records per second from the DOMAIN stream (embedded JetStream, events
 // published beforehand) into SQLite and PostgreSQL, with batches of 1 (one record per
-// transaction), 64 and 256 (the default) events. Run it with a fixed count, e.g.
+// transaction), 64 (the default) and 256 events. Run it with a fixed count, e.g.
 // -benchtime=20000x.
 func BenchmarkIngest(b *testing.B) {
 	for _, c := range []struct {
