@@ -44,7 +44,7 @@ func (a *App) buildCoupons(registry *catalog.Registry) error {
 	svc, err := coupon.New(a.db, coupon.Options{Clock: a.clock, Catalog: a.catalog, Snapshot: a.snapshot, KV: a.kv,
 		Events: a.bus.EnqueueEvent, Registerer: a.registry, Logger: a.log,
 		RollbackPolicy: coupon.RollbackPolicy(c.RollbackPolicy), ArchiveAfter: c.ArchiveAfter.Std(),
-		SweepInterval: c.SweepInterval.Std(), WalletCacheTTL: c.WalletCacheTTL.Std(), WalletCacheSize: c.WalletCacheSize})
+		SweepInterval: c.SweepInterval.Std(), WalletCacheTTL: c.WalletCacheTTL.Std(), WalletCacheCoupons: c.WalletCacheCoupons})
 	if err != nil {
 		return err
 	}

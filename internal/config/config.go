@@ -270,8 +270,8 @@ type Coupons struct {
 	SweepInterval Duration `yaml:"sweep_interval" json:"sweep_interval"`
 	// WalletCacheTTL How long a node keeps a qualified user's usable coupons in memory for qualification (its own writes and other nodes' coupon events drop them sooner); 0 turns the cache off.
 	WalletCacheTTL Duration `yaml:"wallet_cache_ttl" json:"wallet_cache_ttl"`
-	// WalletCacheSize The most wallets a node keeps in memory (1 to 10000000).
-	WalletCacheSize int `yaml:"wallet_cache_size" json:"wallet_cache_size"`
+	// WalletCacheCoupons The most coupons a node's wallet cache holds, all wallets together (1 to 100000000; about 150 bytes each).
+	WalletCacheCoupons int `yaml:"wallet_cache_coupons" json:"wallet_cache_coupons"`
 }
 
 // Default returns the configuration used when nothing is set.
@@ -300,7 +300,7 @@ func Default() Config {
 		Activity:    Activity{Retention: Seconds(7776000), PruneInterval: Seconds(3600)},
 		Events:      Events{MaxEventBytes: 65536, MaxBatch: 1000, MaxLateness: Seconds(7 * 24 * 3600), MaxFutureSkew: Seconds(300)},
 		Tasks:       Tasks{BatchSize: 256, SweepInterval: Seconds(60)},
-		Coupons:     Coupons{RollbackPolicy: "restore_if_valid", ArchiveAfter: Seconds(90 * 24 * 3600), SweepInterval: Seconds(30), WalletCacheTTL: Seconds(10), WalletCacheSize: 100_000},
+		Coupons:     Coupons{RollbackPolicy: "restore_if_valid", ArchiveAfter: Seconds(90 * 24 * 3600), SweepInterval: Seconds(30), WalletCacheTTL: Seconds(10), WalletCacheCoupons: 500_000},
 		Auth:        Auth{TokenLeeway: Seconds(30), KeyTouchInterval: Seconds(60), KeyCacheTTL: Seconds(2)},
 		Log:         Log{Level: LogInfo, Format: LogJSON},
 		Metrics:     Metrics{Enabled: true},

@@ -293,7 +293,7 @@ func (c Coupons) validate() []Problem {
 	ps.notNegative("archive_after", c.ArchiveAfter)
 	ps.positive("sweep_interval", c.SweepInterval)
 	ps.notNegative("wallet_cache_ttl", c.WalletCacheTTL)
-	ps.minInt("wallet_cache_size", int64(c.WalletCacheSize), 1)
-	ps.maxInt("wallet_cache_size", int64(c.WalletCacheSize), 10_000_000)
+	ps.minInt("wallet_cache_coupons", int64(c.WalletCacheCoupons), 1)
+	ps.maxInt("wallet_cache_coupons", int64(c.WalletCacheCoupons), 100_000_000)
 	return ps
 }

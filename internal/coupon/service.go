@@ -49,10 +49,10 @@ type Options struct {
 	SweepInterval time.Duration
 	SweepBatch    int
 	// WalletCacheTTL keeps each qualified user's usable coupons in memory for qualification, at
-	// most this long (see walletcache.go); 0 turns the cache off. WalletCacheSize bounds the
-	// wallets held (default 100,000).
-	WalletCacheTTL  time.Duration
-	WalletCacheSize int
+	// most this long (see walletcache.go); 0 turns the cache off. WalletCacheCoupons bounds the
+	// coupons held, all wallets together (default 500,000).
+	WalletCacheTTL     time.Duration
+	WalletCacheCoupons int
 }
 
 // Service issues, holds, qualifies, redeems and retires coupons. Every method is scoped to one
@@ -97,13 +97,13 @@ func New(db *sqldb.DB, opts Options) (*Service, error) {
 	if opts.SweepBatch <= 0 {
 		opts.SweepBatch = 500
 	}
-	if opts.WalletCacheSize <= 0 {
-		opts.WalletCacheSize = 100_000
+	if opts.WalletCacheCoupons <= 0 {
+		opts.WalletCacheCoupons = 500_000
 	}
 	s := &Service{db: db, opts: opts, clock: opts.Clock, log: opts.Logger.With("module", "coupon"),
 		metrics: newMetrics(opts.Registerer), templates: newTemplates(opts.Catalog, opts.Snapshot),
 		programs: rules.NewCache(0), dialect: db.Dialect()}
-	s.wallets = newWalletCache(opts.WalletCacheTTL, opts.WalletCacheSize, opts.Clock.Now)
+	s.wallets = newWalletCache(opts.WalletCacheTTL, opts.WalletCacheCoupons, opts.Clock.Now)
 	if shared(opts.KV) {
 		s.limits = newKVLimits(opts.KV, opts.Clock, s.log)
 		s.guard = opts.KV

@@ -36,15 +36,17 @@ type walletEntry struct {
 // walletCache holds wallets; a nil cache holds nothing.
 type walletCache struct {
 	ttl time.Duration
-	max int
+	max int // the most coupons held, all wallets together
 	now func() time.Time
 
 	mu      sync.Mutex
 	entries map[walletKey]*walletEntry
+	held    int // coupons in filled entries
 	gen     uint64
 }
 
-// newWalletCache returns a cache of at most max wallets kept at most ttl; ttl 0 means no cache.
+// newWalletCache returns a cache of at most max coupons, each wallet kept at most ttl; ttl 0
+// means no cache.
 func newWalletCache(ttl time.Duration, max int, now func() time.Time) *walletCache {
 	if ttl <= 0 {
 		return nil
@@ -62,23 +64,44 @@ func (c *walletCache) get(k walletKey) (coupons []qualify.Coupon, gen uint64, ok
 	}
 	if e == nil {
 		if len(c.entries) >= c.max {
-			clear(c.entries) // crude, rare, and safe: in-flight reads then fill nothing
+			c.reset()
 		}
 		e = &walletEntry{}
 		c.entries[k] = e
 	}
+	c.forget(e)
+	return nil, e.gen, false
+}
+
+// forget empties e under a new generation.
+func (c *walletCache) forget(e *walletEntry) {
+	if e.filled {
+		c.held -= len(e.coupons)
+	}
 	c.gen++
 	e.gen, e.filled, e.coupons = c.gen, false, nil
-	return nil, e.gen, false
+}
+
+// reset drops everything: crude, rare, and safe (reads in flight then fill nothing).
+func (c *walletCache) reset() {
+	clear(c.entries)
+	c.held = 0
 }
 
 // fill stores a wallet read under generation gen, unless the entry was dropped since.
 func (c *walletCache) fill(k walletKey, gen uint64, coupons []qualify.Coupon) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e := c.entries[k]; e != nil && e.gen == gen {
-		e.filled, e.at, e.coupons = true, c.now(), slices.Clip(coupons)
+	e := c.entries[k]
+	if e == nil || e.gen != gen || len(coupons) > c.max {
+		return
 	}
+	if c.held+len(coupons) > c.max {
+		c.reset()
+		return
+	}
+	e.filled, e.at, e.coupons = true, c.now(), slices.Clip(coupons)
+	c.held += len(coupons)
 }
 
 // drop forgets the wallets of keys; reads in flight for them fill nothing.
@@ -87,8 +110,7 @@ func (c *walletCache) drop(keys ...walletKey) {
 	defer c.mu.Unlock()
 	for _, k := range keys {
 		if e := c.entries[k]; e != nil {
-			c.gen++
-			e.gen, e.filled, e.coupons = c.gen, false, nil
+			c.forget(e)
 		}
 	}
 }

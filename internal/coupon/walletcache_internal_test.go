@@ -50,13 +50,26 @@ func TestWalletCacheGenerations(t *testing.T) {
 	_, _, ok = c.get(b)
 	require.False(t, ok, "past its TTL a wallet is read again")
 
-	// The cache holds at most its size; a clear drops the reads in flight too.
-	for _, u := range []string{"c", "d", "e"} {
+	// The cache holds at most its number of coupons: past it, it starts again empty.
+	for _, u := range []string{"c", "d", "e", "f"} {
 		_, gen, _ := c.get(walletKey{"t", u})
 		c.fill(walletKey{"t", u}, gen, wallet)
+		require.LessOrEqual(t, c.held, 3)
+		require.LessOrEqual(t, len(c.entries), 3)
 	}
-	require.LessOrEqual(t, c.size(), 3)
-	require.LessOrEqual(t, len(c.entries), 3)
+	require.Positive(t, c.size())
+	big := []qualify.Coupon{{ID: "c1"}, {ID: "c2"}, {ID: "c3"}, {ID: "c4"}}
+	_, gen, _ = c.get(walletKey{"t", "big"})
+	c.fill(walletKey{"t", "big"}, gen, big)
+	_, _, ok = c.get(walletKey{"t", "big"})
+	require.False(t, ok, "a wallet larger than the whole cache is not held")
+	held := 0
+	for _, e := range c.entries {
+		if e.filled {
+			held += len(e.coupons)
+		}
+	}
+	require.Equal(t, held, c.held, "the count of held coupons follows fills, drops and resets")
 
 	require.Nil(t, newWalletCache(0, 10, clk.Now), "TTL 0 turns the cache off")
 }
