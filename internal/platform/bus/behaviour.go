@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	gojson "github.com/goccy/go-json"
 )
 
 // Behaviour is the envelope of a user's behaviour event on the EVENTS stream: a CloudEvent accepted
@@ -43,7 +45,7 @@ func (b *Bus) BehaviourSubject(tenantID, eventType string) string {
 
 // BehaviourMessage is the message that carries e on EVENTS.
 func (b *Bus) BehaviourMessage(e Behaviour) (Message, error) {
-	data, err := json.Marshal(e)
+	data, err := gojson.Marshal(e)
 	if err != nil {
 		return Message{}, fmt.Errorf("bus: encode behaviour event %s: %w", e.ID, err)
 	}
@@ -54,7 +56,7 @@ func (b *Bus) BehaviourMessage(e Behaviour) (Message, error) {
 // DecodeBehaviour reads the envelope of an EVENTS message.
 func DecodeBehaviour(m Msg) (Behaviour, error) {
 	var e Behaviour
-	if err := json.Unmarshal(m.Data, &e); err != nil {
+	if err := gojson.Unmarshal(m.Data, &e); err != nil {
 		return Behaviour{}, fmt.Errorf("bus: decode behaviour event %s: %w", m.ID, err)
 	}
 	if e.ID == "" || e.Type == "" || e.TenantID == "" || e.UserID == "" {

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"time"
 
+	gojson "github.com/goccy/go-json"
+
 	"github.com/perkhq/perk/internal/platform/ids"
 	"github.com/perkhq/perk/internal/platform/sqldb"
 )
@@ -59,7 +61,7 @@ func (b *Bus) EnqueueEvent(ctx context.Context, tx *sqldb.Tx, events ...Event) e
 		if e.ID == "" {
 			e.ID = ids.New("evt", e.Time)
 		}
-		data, err := json.Marshal(e)
+		data, err := gojson.Marshal(e)
 		if err != nil {
 			return fmt.Errorf("bus: encode event %s: %w", e.Type, err)
 		}
@@ -72,7 +74,7 @@ func (b *Bus) EnqueueEvent(ctx context.Context, tx *sqldb.Tx, events ...Event) e
 // DecodeEvent reads the envelope of a DOMAIN message.
 func DecodeEvent(m Msg) (Event, error) {
 	var e Event
-	if err := json.Unmarshal(m.Data, &e); err != nil {
+	if err := gojson.Unmarshal(m.Data, &e); err != nil {
 		return Event{}, fmt.Errorf("bus: decode event %s: %w", m.ID, err)
 	}
 	if e.ID == "" || e.Type == "" || e.TenantID == "" {
