@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/perkhq/perk/client"
+	"github.com/perkhq/perk/internal/platform/prom"
 	"github.com/perkhq/perk/internal/platform/sqldb"
 	"github.com/perkhq/perk/internal/task"
 )
@@ -155,22 +156,12 @@ func (eb *eventsBench) waitApplied(b *testing.B, want int) {
 
 // handled is how many messages the task-progress consumer has acknowledged (fresh or duplicate).
 func (eb *eventsBench) handled(b *testing.B) float64 {
-	families, err := eb.n.app.registry.Gather()
-	require.NoError(b, err)
 	var n float64
-	for _, f := range families {
-		if f.GetName() != "perk_bus_handled_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["consumer"] == task.ProgressConsumer && (labels["result"] == "ack" || labels["result"] == "duplicate") {
-				n += m.GetCounter().GetValue()
-			}
-		}
+	for _, result := range []string{"ack", "duplicate"} {
+		v, err := prom.Value(eb.n.app.registry, "perk_bus_handled_total",
+			map[string]string{"consumer": task.ProgressConsumer, "result": result})
+		require.NoError(b, err)
+		n += v
 	}
 	return n
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/perkhq/perk/internal/platform/bus"
 	"github.com/perkhq/perk/internal/platform/bus/bustest"
+	"github.com/perkhq/perk/internal/platform/prom"
 	"github.com/perkhq/perk/internal/platform/sqldb"
 	"github.com/perkhq/perk/internal/platform/sqldb/sqldbtest"
 	"github.com/perkhq/perk/internal/webhook"
@@ -190,21 +191,7 @@ func eventIDs(ds []webhook.Delivery) []string {
 // handled is the fan-out consumer's perk_bus_handled_total for result.
 func handled(t testing.TB, reg *prometheus.Registry, result string) float64 {
 	t.Helper()
-	families, err := reg.Gather()
+	v, err := prom.Value(reg, "perk_bus_handled_total", map[string]string{"consumer": webhook.ConsumerName, "result": result})
 	require.NoError(t, err)
-	for _, f := range families {
-		if f.GetName() != "perk_bus_handled_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["consumer"] == webhook.ConsumerName && labels["result"] == result {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	return v
 }

@@ -16,6 +16,18 @@ import (
 	"github.com/perkhq/perk/internal/platform/sqldb"
 )
 
+// waitApplied waits until n effects are written, then requires them to be n distinct ones.
+func waitApplied(t *testing.T, db *sqldb.DB, n int) {
+	t.Helper()
+	waitUntil(t, func(c *assert.CollectT) bool {
+		total, _ := effects(c, db)
+		return total == n
+	})
+	total, distinct := effects(t, db)
+	require.Equal(t, n, total)
+	require.Equal(t, n, distinct)
+}
+
 // applyEffects writes one effect row per message.
 func applyEffects(ctx context.Context, tx *sqldb.Tx, msgs []bus.Msg) error {
 	for _, m := range msgs {
@@ -43,13 +55,7 @@ func TestConsumeBatchTxAppliesEachOnceInBatches(t *testing.T) {
 				return applyEffects(ctx, tx, msgs)
 			})
 		require.NoError(t, err)
-		waitUntil(t, func(c *assert.CollectT) bool {
-			total, _ := effects(c, db)
-			return total == n
-		})
-		total, distinct := effects(t, db)
-		require.Equal(t, n, total)
-		require.Equal(t, n, distinct)
+		waitApplied(t, db, n)
 		mu.Lock()
 		defer mu.Unlock()
 		require.Less(t, len(sizes), n, "messages pulled together are handled together")
@@ -155,13 +161,7 @@ func TestConsumeBatchTxStopSettlesWhatItPulled(t *testing.T) {
 		// A second instance finishes the work: nothing pulled by the first is lost or applied twice.
 		_, err = b.ConsumeBatchTx(tb.ctx, db, opts, applyEffects)
 		require.NoError(t, err)
-		waitUntil(t, func(c *assert.CollectT) bool {
-			total, _ := effects(c, db)
-			return total == n
-		})
-		total, distinct := effects(t, db)
-		require.Equal(t, n, total)
-		require.Equal(t, n, distinct)
+		waitApplied(t, db, n)
 	})
 }
 
@@ -234,13 +234,7 @@ func TestConsumeBatchTxRetriesWhenRelevantFails(t *testing.T) {
 			return applyEffects(ctx, tx, msgs)
 		})
 		require.NoError(t, err)
-		waitUntil(t, func(c *assert.CollectT) bool {
-			total, _ := effects(c, db)
-			return total == n
-		})
-		total, distinct := effects(t, db)
-		require.Equal(t, n, total)
-		require.Equal(t, n, distinct)
+		waitApplied(t, db, n)
 	})
 }
 

@@ -58,9 +58,14 @@ func (c *stmtCache) get(ctx context.Context, query string) *sql.Stmt {
 func (c *stmtCache) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for q, st := range c.m {
+	closeAll(c.m)
+}
+
+// closeAll closes and forgets the statements of m.
+func closeAll(m map[string]*sql.Stmt) {
+	for q, st := range m {
 		_ = st.Close()
-		delete(c.m, q)
+		delete(m, q)
 	}
 }
 
@@ -153,9 +158,6 @@ func (w *writerStmts) prepareWanted(ctx context.Context) {
 func (w *writerStmts) close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for q, st := range w.m {
-		_ = st.Close()
-		delete(w.m, q)
-	}
+	closeAll(w.m)
 	w.wanted = nil
 }
