@@ -16,6 +16,7 @@ import (
 	"github.com/perkhq/perk/internal/platform/bus"
 	"github.com/perkhq/perk/internal/platform/bus/bustest"
 	"github.com/perkhq/perk/internal/platform/ids"
+	"github.com/perkhq/perk/internal/platform/prom"
 	"github.com/perkhq/perk/internal/platform/sqldb"
 	"github.com/perkhq/perk/internal/platform/sqldb/sqldbtest"
 )
@@ -101,30 +102,13 @@ func (tb *testBundle) waitFor(t *testing.T, tenantID string, n int) []activity.R
 
 func (tb *testBundle) counter(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
-	families, err := tb.reg.Gather()
-	require.NoError(t, err)
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range f.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, l := range m.GetLabel() {
-					found = found || (l.GetName() == labels[i] && l.GetValue() == labels[i+1])
-				}
-				if !found {
-					continue metrics
-				}
-			}
-			if m.GetCounter() != nil {
-				return m.GetCounter().GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
+	want := map[string]string{}
+	for i := 0; i+1 < len(labels); i += 2 {
+		want[labels[i]] = labels[i+1]
 	}
-	return 0
+	v, err := prom.Value(tb.reg, name, want)
+	require.NoError(t, err)
+	return v
 }
 
 func event(tenantID, userID, eventType string, at time.Time) bus.Event {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +18,7 @@ import (
 	"github.com/perkhq/perk/internal/platform/bus/bustest"
 	"github.com/perkhq/perk/internal/platform/clock"
 	"github.com/perkhq/perk/internal/platform/problem"
+	"github.com/perkhq/perk/internal/platform/prom"
 )
 
 const (
@@ -162,25 +162,11 @@ func (b *testBundle) counted(status ingest.Status, reason string) float64 {
 	return b.metric("perk_ingest_events_total", map[string]string{"status": string(status), "reason": reason})
 }
 
-// metric reads the counter name with exactly these labels (0 when absent).
+// metric reads the counter name with these labels (0 when absent).
 func (b *testBundle) metric(name string, want map[string]string) float64 {
-	mfs, err := b.reg.Gather()
+	v, err := prom.Value(b.reg, name, want)
 	if err != nil {
 		panic(err)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if maps.Equal(labels, want) {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	return v
 }
