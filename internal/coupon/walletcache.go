@@ -115,19 +115,6 @@ func (c *walletCache) drop(keys ...walletKey) {
 	}
 }
 
-// size is how many wallets are held.
-func (c *walletCache) size() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, e := range c.entries {
-		if e.filled {
-			n++
-		}
-	}
-	return n
-}
-
 // walletKeys lists the distinct owners of events.
 func walletKeys(events []bus.Event) []walletKey {
 	seen := make(map[walletKey]bool, len(events))

@@ -73,3 +73,16 @@ func TestWalletCacheGenerations(t *testing.T) {
 
 	require.Nil(t, newWalletCache(0, 10, clk.Now), "TTL 0 turns the cache off")
 }
+
+// size is how many wallets are held.
+func (c *walletCache) size() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, e := range c.entries {
+		if e.filled {
+			n++
+		}
+	}
+	return n
+}
