@@ -3,7 +3,6 @@ package bus
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -162,6 +161,8 @@ func (bc *batchConsumer) handleBatch(jms []jetstream.Msg) {
 	if len(msgs) == 0 {
 		return
 	}
+	// Messages waiting in the queue or for a slow batch must not outlive AckWait on the server.
+	defer keepAlive(bc.opts.AckWait/3, readable...)()
 	start := time.Now()
 	results, err := bc.process(msgs)
 	bc.bus.metrics.handleTime.WithLabelValues(bc.opts.Name).Observe(time.Since(start).Seconds())
@@ -177,11 +178,8 @@ func (bc *batchConsumer) handleBatch(jms []jetstream.Msg) {
 	}
 	for i, jm := range readable {
 		results, err := bc.process(msgs[i : i+1])
-		if err == nil && results[0] == resultDuplicate {
-			err = errDuplicate
-		}
-		if err == nil && results[0] == resultSkipped {
-			bc.ack(jm, resultSkipped)
+		if err == nil {
+			bc.ack(jm, results[0])
 			continue
 		}
 		bc.settle(jm, msgs[i], err)
@@ -231,7 +229,7 @@ func (bc *batchConsumer) process(msgs []Msg) (results []string, err error) {
 // processAll records msgs as processed and runs the handler on the new ones, in one transaction.
 func (bc *batchConsumer) processAll(msgs []Msg) (results []string, err error) {
 	if bc.plain != nil {
-		if err := callPlain(bc.ctx, bc.plain, msgs); err != nil {
+		if err := protect(func() error { return bc.plain(bc.ctx, msgs) }); err != nil {
 			return nil, err
 		}
 		results = make([]string, len(msgs))
@@ -257,7 +255,7 @@ func (bc *batchConsumer) processAll(msgs []Msg) (results []string, err error) {
 		if len(todo) == 0 {
 			return nil
 		}
-		return callBatch(bc.ctx, bc.handler, tx, todo)
+		return protect(func() error { return bc.handler(bc.ctx, tx, todo) })
 	})
 	return results, err
 }
@@ -304,24 +302,4 @@ func processedID(m Msg) string {
 	}
 	// Sequences restart if the stream is ever recreated; the stored time tells the two apart.
 	return "seq:" + strconv.FormatUint(m.Sequence, 10) + ":" + strconv.FormatInt(m.Time.UnixNano(), 10)
-}
-
-// callPlain runs a plain batch handler, turning a panic into a panicError.
-func callPlain(ctx context.Context, h BatchHandler, msgs []Msg) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = panicError{value: p, stack: debug.Stack()}
-		}
-	}()
-	return h(ctx, msgs)
-}
-
-// callBatch runs a batch handler, turning a panic into a panicError.
-func callBatch(ctx context.Context, h BatchTxHandler, tx *sqldb.Tx, msgs []Msg) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = panicError{value: p, stack: debug.Stack()}
-		}
-	}()
-	return h(ctx, tx, msgs)
 }

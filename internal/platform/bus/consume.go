@@ -47,7 +47,8 @@ type ConsumerOptions struct {
 	// PruneInterval is how often ConsumeTx deletes processed IDs older than ProcessedRetention
 	// (default 1h).
 	PruneInterval time.Duration
-	// Relevant, for ConsumeBatchTx, tells which messages of a batch the handler must see. The
+	// Relevant, for ConsumeBatchTx and ConsumeBatch (the others refuse it), tells which messages of
+	// a batch the handler must see. The
 	// others are acknowledged at once (counted as "skipped"), with no processed record, and a batch
 	// with no relevant message opens no transaction. Use it for consumers that ignore most of what
 	// their subjects carry; it must be cheap (reads only) and, for a given message, give the same
@@ -55,6 +56,9 @@ type ConsumerOptions struct {
 	// (retried message by message). Nil means every message is relevant.
 	Relevant RelevantFunc
 }
+
+// errRelevantUnbatched refuses ConsumerOptions.Relevant where it would be ignored.
+var errRelevantUnbatched = errors.New("bus: ConsumerOptions.Relevant is for ConsumeBatchTx and ConsumeBatch")
 
 // RelevantFunc reports, for each message of a batch, whether the handler must see it.
 type RelevantFunc func(ctx context.Context, msgs []Msg) ([]bool, error)
@@ -155,6 +159,9 @@ var errDuplicate = errors.New("bus: duplicate message")
 // the messages. The consumer stops when ctx is done or stop is called; stop waits for the message
 // in hand and hands back the ones pulled but not started. Don't call stop from the handler.
 func (b *Bus) Consume(ctx context.Context, opts ConsumerOptions, handler Handler) (stop func(), err error) {
+	if opts.Relevant != nil {
+		return nil, errRelevantUnbatched
+	}
 	opts, err = opts.withDefaults()
 	if err != nil {
 		return nil, err
@@ -306,7 +313,7 @@ func (c *consumer) handle(jm jetstream.Msg) {
 		c.count(resultTerm)
 		return
 	}
-	stopKeepAlive := keepAlive(jm, c.opts.AckWait/3)
+	stopKeepAlive := keepAlive(c.opts.AckWait/3, jm)
 	start := time.Now()
 	err = call(c.ctx, c.handler, msg)
 	stopKeepAlive()
@@ -368,17 +375,22 @@ func (c *consumer) onError(_ jetstream.ConsumeContext, err error) {
 }
 
 // call runs the handler, turning a panic into a panicError.
-func call(ctx context.Context, h Handler, msg Msg) (err error) {
+func call(ctx context.Context, h Handler, msg Msg) error {
+	return protect(func() error { return h(ctx, msg) })
+}
+
+// protect runs f, turning a panic into a panicError.
+func protect(f func() error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = panicError{value: p, stack: debug.Stack()}
 		}
 	}()
-	return h(ctx, msg)
+	return f()
 }
 
-// keepAlive tells the server the message is still being worked on every interval, until stopped.
-func keepAlive(jm jetstream.Msg, every time.Duration) (stop func()) {
+// keepAlive tells the server the messages are still being worked on every interval, until stopped.
+func keepAlive(every time.Duration, jms ...jetstream.Msg) (stop func()) {
 	var (
 		mu      sync.Mutex
 		stopped bool
@@ -391,7 +403,9 @@ func keepAlive(jm jetstream.Msg, every time.Duration) (stop func()) {
 		if stopped {
 			return
 		}
-		_ = jm.InProgress()
+		for _, jm := range jms {
+			_ = jm.InProgress()
+		}
 		timer.Reset(every)
 	})
 	mu.Unlock()

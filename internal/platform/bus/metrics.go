@@ -42,11 +42,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		handled: prom.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "perk_bus_handled_total",
 			Help: "Messages handled by consumers, by consumer and result " +
-				"(ack, retry, panic, term, duplicate, stopped).",
+				"(ack, retry, panic, term, duplicate, stopped, skipped).",
 		}, []string{"consumer", "result"})),
 		handleTime: prom.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "perk_bus_handle_seconds",
-			Help:    "Time consumers spend handling one message.",
+			Help:    "Time consumers spend handling one message, or one batch for the batched consumers.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9),
 		}, []string{"consumer"})),
 	}

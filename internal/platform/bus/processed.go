@@ -26,6 +26,9 @@ const pruneBatch = 500
 // keyed by its stream sequence and time, which only catches redeliveries, not republished copies.
 // Records older than opts.ProcessedRetention are pruned every opts.PruneInterval.
 func (b *Bus) ConsumeTx(ctx context.Context, db *sqldb.DB, opts ConsumerOptions, handler TxHandler) (stop func(), err error) {
+	if opts.Relevant != nil {
+		return nil, errRelevantUnbatched
+	}
 	opts, err = opts.withDefaults()
 	if err != nil {
 		return nil, err

@@ -74,16 +74,6 @@ func (b *Bus) PublishBatch(ctx context.Context, msgs []Message) error {
 	return err
 }
 
-// publishAsync is PublishBatch's per-message errors, aligned with msgs.
-func (b *Bus) publishAsync(ctx context.Context, msgs []Message) []error {
-	results, _ := b.PublishBatchResults(ctx, msgs)
-	errs := make([]error, len(results))
-	for i, r := range results {
-		errs[i] = r.Err
-	}
-	return errs
-}
-
 func toNats(m Message) *nats.Msg {
 	msg := &nats.Msg{Subject: m.Subject, Data: m.Data}
 	if len(m.Header) > 0 {

@@ -198,11 +198,13 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 		}
 	}
 	pubCtx, cancel := context.WithTimeout(ctx, 2*r.bus.opts.PublishTimeout)
-	errs := r.bus.publishAsync(pubCtx, msgs)
+	results, _ := r.bus.PublishBatchResults(pubCtx, msgs) // the failures are in results
 	cancel()
+	errs := make([]error, len(results))
 	var sent []string
-	for i, err := range errs {
-		if err == nil {
+	for i, res := range results {
+		errs[i] = res.Err
+		if res.Err == nil {
 			sent = append(sent, rows[i].id)
 		}
 	}
