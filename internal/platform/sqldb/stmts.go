@@ -64,7 +64,9 @@ func (c *stmtCache) close() {
 // closeAll closes and forgets the statements of m.
 func closeAll(m map[string]*sql.Stmt) {
 	for q, st := range m {
-		_ = st.Close()
+		if st != nil {
+			_ = st.Close()
+		}
 		delete(m, q)
 	}
 }
@@ -105,18 +107,26 @@ const maxWriterStatements = 2048
 // writerStmts caches the prepared statements of SQLite's one writer connection, for the Exec and
 // QueryRow calls of transactions. A statement cannot be prepared on the pool while a transaction
 // holds the only connection, so a statement first met in a transaction runs unprepared and is
-// prepared once that transaction has ended; later transactions use it through Tx.StmtContext,
-// which finds it prepared on the connection. Query is never cached: its rows stay open while the
-// caller reads them, and the same statement run again meanwhile would reset them.
+// noted; a goroutine of the cache prepares it once the connection is free, and later transactions
+// use it through Tx.StmtContext, which finds it prepared on the connection. A statement that does
+// not prepare is remembered as such (nil) and always runs unprepared. Query is never cached: its
+// rows stay open while the caller reads them, and the same statement run again meanwhile would
+// reset them.
 type writerStmts struct {
 	pool   *sql.DB
 	mu     sync.Mutex
 	m      map[string]*sql.Stmt
 	wanted []string
+	wake   chan struct{}
+	quit   chan struct{}
+	done   chan struct{}
 }
 
 func newWriterStmts(pool *sql.DB) *writerStmts {
-	return &writerStmts{pool: pool, m: map[string]*sql.Stmt{}}
+	w := &writerStmts{pool: pool, m: map[string]*sql.Stmt{}, wake: make(chan struct{}, 1),
+		quit: make(chan struct{}), done: make(chan struct{})}
+	go w.run()
+	return w
 }
 
 // lookup returns the prepared statement of query, or nil after noting it is wanted.
@@ -128,12 +138,35 @@ func (w *writerStmts) lookup(query string) *sql.Stmt {
 	}
 	if len(w.m)+len(w.wanted) < maxWriterStatements && !slices.Contains(w.wanted, query) {
 		w.wanted = append(w.wanted, query)
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
 	}
 	return nil
 }
 
-// prepareWanted prepares the statements met since the last call; call it with no transaction
-// open on this goroutine.
+// run prepares the wanted statements whenever some are noted, until close.
+func (w *writerStmts) run() {
+	defer close(w.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-w.quit
+		cancel()
+	}()
+	for {
+		select {
+		case <-w.quit:
+			return
+		case <-w.wake:
+			w.prepareWanted(ctx)
+		}
+	}
+}
+
+// prepareWanted prepares the statements noted since the last call, each as soon as the writer
+// connection is free.
 func (w *writerStmts) prepareWanted(ctx context.Context) {
 	w.mu.Lock()
 	wanted := w.wanted
@@ -142,11 +175,16 @@ func (w *writerStmts) prepareWanted(ctx context.Context) {
 	for _, q := range wanted {
 		st, err := w.pool.PrepareContext(ctx, q)
 		if err != nil {
-			continue // it keeps running unprepared, reporting its own errors
+			if ctx.Err() != nil {
+				return
+			}
+			st = nil // it runs unprepared, reporting its own errors
 		}
 		w.mu.Lock()
 		if _, ok := w.m[q]; ok || len(w.m) >= maxWriterStatements {
-			_ = st.Close()
+			if st != nil {
+				_ = st.Close()
+			}
 		} else {
 			w.m[q] = st
 		}
@@ -154,8 +192,10 @@ func (w *writerStmts) prepareWanted(ctx context.Context) {
 	}
 }
 
-// close closes every cached statement.
+// close stops the preparing goroutine and closes every cached statement.
 func (w *writerStmts) close() {
+	close(w.quit)
+	<-w.done
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	closeAll(w.m)

@@ -6,7 +6,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/perkhq/perk/internal/platform/sqldb"
@@ -39,19 +41,19 @@ func TestReaderStatementCache(t *testing.T) {
 		for range 16 {
 			wg.Go(func() {
 				rows, err := db.Reader().Query(ctx, `SELECT id FROM parents WHERE qty = $1 ORDER BY id`, 1)
-				if !assertNoError(t, err) {
+				if !assert.NoError(t, err) {
 					return
 				}
 				defer rows.Close()
 				var ids []string
 				for rows.Next() {
 					var id string
-					if !assertNoError(t, rows.Scan(&id)) {
+					if !assert.NoError(t, rows.Scan(&id)) {
 						return
 					}
 					ids = append(ids, id)
 				}
-				if assertNoError(t, rows.Err()) && len(ids) != 5 {
+				if assert.NoError(t, rows.Err()) && len(ids) != 5 {
 					t.Errorf("read %d rows, want 5", len(ids))
 				}
 			})
@@ -74,13 +76,6 @@ func TestReaderStatementCache(t *testing.T) {
 	})
 }
 
-func assertNoError(t *testing.T, err error) bool {
-	if err != nil {
-		t.Error(err)
-		return false
-	}
-	return true
-}
 
 // TestWriterStatementCache: statements a transaction runs with Exec and QueryRow are prepared on
 // the writer after it (SQLite) and reused by later transactions with the same results; a panic
@@ -108,7 +103,9 @@ func TestWriterStatementCache(t *testing.T) {
 			}))
 		}
 		if db.Dialect() == sqldb.SQLite {
-			require.Equal(t, 2, sqldb.WriterStatements(db), "both statements are prepared once")
+			require.EventuallyWithT(t, func(c *assert.CollectT) {
+				require.Equal(c, 2, sqldb.WriterStatements(db), "both statements are prepared once")
+			}, 10*time.Second, 5*time.Millisecond)
 		} else {
 			require.Zero(t, sqldb.WriterStatements(db), "PostgreSQL's driver caches its own")
 		}

@@ -76,10 +76,6 @@ func (db *DB) tryTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 		return fmt.Errorf("sqldb: begin: %w", classify(err))
 	}
 	tx := &Tx{querier: querier{raw}, tx: raw, dialect: db.dialect, stmts: db.writeStmts}
-	if db.writeStmts != nil {
-		// Deferred first, so it runs last: once the transaction has let go of the connection.
-		defer db.writeStmts.prepareWanted(context.WithoutCancel(ctx))
-	}
 	defer func() {
 		if p := recover(); p != nil {
 			_ = raw.Rollback()
