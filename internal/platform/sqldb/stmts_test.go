@@ -76,7 +76,6 @@ func TestReaderStatementCache(t *testing.T) {
 	})
 }
 
-
 // TestWriterStatementCache: statements a transaction runs with Exec and QueryRow are prepared on
 // the writer after it (SQLite) and reused by later transactions with the same results; a panic
 // or a rollback in a transaction does not hang the preparation; the same text read with Query
