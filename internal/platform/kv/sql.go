@@ -6,6 +6,7 @@ import (
 	"embed"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -124,14 +125,11 @@ func (s *SQL) lockCounters(ctx context.Context, tx *sqldb.Tx, keys []string) (ma
 			missing = append(missing, k)
 		}
 	}
-	values := ""
+	values := make([]string, len(missing))
 	for i := range missing {
-		if i > 0 {
-			values += ", "
-		}
-		values += "(" + sqldb.Placeholders(i+1, 1) + ", 0)"
+		values[i] = "(" + tx.Dialect().Placeholder(i+1) + ", 0)"
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO kv_counters (key, value) VALUES `+values+
+	if _, err := tx.Exec(ctx, `INSERT INTO kv_counters (key, value) VALUES `+strings.Join(values, ", ")+
 		` ON CONFLICT (key) DO NOTHING`, missing...); err != nil {
 		return nil, err
 	}
@@ -139,10 +137,8 @@ func (s *SQL) lockCounters(ctx context.Context, tx *sqldb.Tx, keys []string) (ma
 }
 
 func (s *SQL) selectForUpdate(ctx context.Context, tx *sqldb.Tx, keys []string) (map[string]int64, error) {
-	q := `SELECT key, value FROM kv_counters WHERE key IN (` + sqldb.Placeholders(1, len(keys)) + `) ORDER BY key`
-	if s.db.Dialect() == sqldb.Postgres {
-		q += ` FOR UPDATE`
-	}
+	q := `SELECT key, value FROM kv_counters WHERE key IN (` + tx.Dialect().Placeholders(1, len(keys)) +
+		`) ORDER BY key` + tx.Dialect().ForUpdate()
 	args := make([]any, len(keys))
 	for i, k := range keys {
 		args[i] = k
