@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/perkhq/perk/internal/platform/problem"
+	"github.com/perkhq/perk/internal/platform/rules"
 	"github.com/perkhq/perk/internal/platform/sqldb"
 )
 
@@ -102,8 +103,14 @@ func (s *Service) Profile(ctx context.Context, tenantID, userID string) (Profile
 		return Profile{}, err
 	}
 	p := Profile{UserID: userID}
-	if err := json.Unmarshal([]byte(attrs), &p.Attributes); err != nil {
+	// Rules compare numbers as CEL ints where they are integral: decode as the rules do.
+	decoded, err := rules.DecodeJSON([]byte(attrs))
+	if err != nil {
 		return Profile{}, err
+	}
+	var ok bool
+	if p.Attributes, ok = decoded.(map[string]any); !ok {
+		return Profile{}, fmt.Errorf("tenant: profile of %s: attributes are not an object", userID)
 	}
 	if err := json.Unmarshal([]byte(tags), &p.Tags); err != nil {
 		return Profile{}, err

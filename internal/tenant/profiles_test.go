@@ -30,6 +30,15 @@ func TestProfiles(t *testing.T) {
 		got, err := tb.svc.Profile(ctx, "mch_a", "u1")
 		require.NoError(t, err)
 		require.Equal(t, "Hangzhou", got.Attributes["city"])
+
+		// Integral numbers come back as the rules' integers, so `user.attributes.level + 1` works.
+		_, err = tb.svc.SetProfile(ctx, tenant.SetProfileParams{TenantID: "mch_a", UserID: "u2",
+			Attributes: map[string]any{"level": 3, "score": 2.5}})
+		require.NoError(t, err)
+		numbers, err := tb.svc.Profile(ctx, "mch_a", "u2")
+		require.NoError(t, err)
+		require.Equal(t, int64(3), numbers.Attributes["level"])
+		require.Equal(t, 2.5, numbers.Attributes["score"])
 		require.Equal(t, []string{"beta", "new"}, got.Tags)
 		require.Equal(t, map[string]any{"id": "u1", "attributes": got.Attributes, "tags": []any{"beta", "new"}}, got.UserVars())
 
