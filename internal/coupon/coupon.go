@@ -236,5 +236,4 @@ var (
 	sourceKindPattern = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,31}$`)
 	printablePattern  = regexp.MustCompile(`^[\x21-\x7e]{1,200}$`)
 	orderIDPattern    = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
-	eventTypePattern  = regexp.MustCompile(`^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*$`)
 )

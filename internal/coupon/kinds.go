@@ -10,6 +10,7 @@ import (
 
 	"github.com/perkhq/perk/internal/catalog"
 	"github.com/perkhq/perk/internal/coupon/qualify"
+	"github.com/perkhq/perk/internal/platform/bus"
 	"github.com/perkhq/perk/internal/platform/problem"
 	"github.com/perkhq/perk/internal/platform/rules"
 )
@@ -90,8 +91,9 @@ func validateIssueRule(ctx context.Context, in catalog.ValidateInput) (json.RawM
 	switch {
 	case r.EventType == "" && !in.Draft():
 		fs.Add("spec.event_type", "is required")
-	case r.EventType != "" && (len(r.EventType) > 128 || !eventTypePattern.MatchString(r.EventType)):
-		fs.Add("spec.event_type", "must be a dotted lower-case event type, e.g. order.paid")
+	case r.EventType != "" && !bus.ValidBehaviourType(r.EventType):
+		fs.Add("spec.event_type", "must be a dotted lower-case event type of at most %d characters, e.g. order.paid",
+			bus.MaxBehaviourTypeLen)
 	}
 	if r.Condition != "" {
 		if _, err := ruleEnv.Compile(r.Condition, rules.BoolType); err != nil {

@@ -30,7 +30,6 @@ const (
 const (
 	maxIDLen     = 128
 	maxSourceLen = 256
-	maxTypeLen   = 64
 )
 
 // shapeOf reads the request's content type. Parameters (charset) are ignored; a missing content
@@ -228,9 +227,9 @@ func checkRequired(w wireEvent, rej *rejection) {
 	switch {
 	case w.Type == "":
 		rej.add("type", ReasonMissingAttribute, "is required")
-	case len(w.Type) > maxTypeLen || !validType(w.Type):
+	case !bus.ValidBehaviourType(w.Type):
 		rej.add("type", ReasonInvalidAttribute,
-			"must be a dotted lower-case name of at most %d characters, e.g. checkin or order.paid", maxTypeLen)
+			"must be a dotted lower-case name of at most %d characters, e.g. checkin or order.paid", bus.MaxBehaviourTypeLen)
 	}
 	switch {
 	case w.Subject == "":
@@ -318,25 +317,4 @@ func validSource(s string) bool {
 	}
 	_, err := url.Parse(s)
 	return err == nil
-}
-
-// validType reports whether t matches ^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$: dot-separated
-// tokens, each a lower-case letter then letters, digits or '_'. It is safe as NATS subject tokens.
-func validType(t string) bool {
-	start := true
-	for i := 0; i < len(t); i++ {
-		c := t[i]
-		switch {
-		case c >= 'a' && c <= 'z':
-			start = false
-		case start:
-			return false
-		case c >= '0' && c <= '9', c == '_':
-		case c == '.':
-			start = true
-		default:
-			return false
-		}
-	}
-	return !start
 }

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/perkhq/perk/internal/catalog"
+	"github.com/perkhq/perk/internal/platform/bus"
 	"github.com/perkhq/perk/internal/platform/problem"
 	"github.com/perkhq/perk/internal/platform/rules"
 	"github.com/perkhq/perk/internal/reward"
@@ -33,10 +34,9 @@ const (
 )
 
 var (
-	eventTypePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$`)
-	fieldPattern     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,7}$`)
-	flowKeyPattern   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
-	languages        = []string{"zh-CN", "en"}
+	fieldPattern   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,7}$`)
+	flowKeyPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+	languages      = []string{"zh-CN", "en"}
 )
 
 // RegisterKinds registers the config kind "task" on a catalog registry. rewards is the reward
@@ -137,8 +137,9 @@ func (v *validator) checkTrigger(t *Trigger) {
 	for i, typ := range t.EventTypes {
 		path := fmt.Sprintf("spec.trigger.event_types[%d]", i)
 		switch {
-		case !eventTypePattern.MatchString(typ):
-			v.add(path, "must be an event type: 1 to 128 of A-Z a-z 0-9 . _ : / -, starting with a letter or digit")
+		case !bus.ValidBehaviourType(typ):
+			v.add(path, "must be an event type: a dotted lower-case name of at most %d characters, e.g. checkin or order.paid",
+				bus.MaxBehaviourTypeLen)
 		case seen[typ]:
 			v.add(path, "duplicate event type %q", typ)
 		}

@@ -64,3 +64,32 @@ func DecodeBehaviour(m Msg) (Behaviour, error) {
 	}
 	return e, nil
 }
+
+// MaxBehaviourTypeLen bounds the type of a behaviour event.
+const MaxBehaviourTypeLen = 64
+
+// ValidBehaviourType reports whether t can be a behaviour event's type: at most
+// MaxBehaviourTypeLen characters of dot-separated tokens, each a lower-case letter then letters,
+// digits or '_' (^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$), safe as NATS subject tokens. Ingestion
+// accepts only such events, so task triggers and issue rules are held to the same rule.
+func ValidBehaviourType(t string) bool {
+	if len(t) > MaxBehaviourTypeLen {
+		return false
+	}
+	start := true
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		switch {
+		case c >= 'a' && c <= 'z':
+			start = false
+		case start:
+			return false
+		case c >= '0' && c <= '9', c == '_':
+		case c == '.':
+			start = true
+		default:
+			return false
+		}
+	}
+	return !start
+}

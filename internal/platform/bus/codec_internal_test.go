@@ -2,6 +2,7 @@ package bus
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,5 +35,18 @@ func TestEnvelopesEncodeLikeEncodingJSON(t *testing.T) {
 	for _, bad := range []string{`{not json`, `{"id":"x"}`, ``, `[1,2]`} {
 		_, err := DecodeEvent(Msg{ID: "m2", Data: []byte(bad)})
 		require.Error(t, err, bad)
+	}
+}
+
+func TestValidBehaviourType(t *testing.T) {
+	t.Parallel()
+	for typ, want := range map[string]bool{
+		"checkin": true, "order.paid": true, "a_b.c2": true, "x": true,
+		"": false, "Order.Paid": false, "order..paid": false, ".x": false, "x.": false, "shop/checkin": false,
+		"2fa": false, "check in": false, "order-paid": false,
+		"a" + strings.Repeat("b", MaxBehaviourTypeLen-1): true,
+		strings.Repeat("b", MaxBehaviourTypeLen+1):       false,
+	} {
+		require.Equal(t, want, ValidBehaviourType(typ), typ)
 	}
 }
