@@ -129,24 +129,13 @@ func (s *Service) now() time.Time { return sqldb.FromMicros(sqldb.Micros(s.clock
 // forUpdate is the row-lock suffix of a SELECT in a write transaction: PostgreSQL needs it;
 // SQLite's write transactions are serial already.
 func (s *Service) forUpdate() string {
-	if s.db.Dialect() == sqldb.Postgres {
-		return " FOR UPDATE"
-	}
-	return ""
+	return s.db.Dialect().ForUpdate()
 }
 
 // skipLocked is forUpdate for sweeps: rows another node holds are skipped.
 func (s *Service) skipLocked() string {
-	if s.db.Dialect() == sqldb.Postgres {
-		return " FOR UPDATE SKIP LOCKED"
-	}
-	return ""
+	return s.db.Dialect().SkipLocked()
 }
-
-// sqliteEventChunk bounds the events of one Events call on SQLite. The outbox writes one
-// multi-row INSERT per call with "$n" markers, which SQLite binds in time quadratic in the
-// markers: 100 events (600 markers) per statement cost a fifth of 500.
-const sqliteEventChunk = 100
 
 // emit writes events in tx, if an event sink is configured. Every change of a coupon's state
 // passes here, so it also drops the owners' cached wallets once tx has committed.
@@ -158,15 +147,11 @@ func (s *Service) emit(ctx context.Context, tx *sqldb.Tx, events []bus.Event) er
 	if s.opts.Events == nil {
 		return nil
 	}
-	chunk := len(events)
-	if s.db.Dialect() == sqldb.SQLite {
-		chunk = sqliteEventChunk
+	if len(events) == 0 {
+		return nil
 	}
-	for start := 0; start < len(events); start += chunk {
-		part := events[start:min(start+chunk, len(events))]
-		if err := s.opts.Events(ctx, tx, part...); err != nil {
-			return fmt.Errorf("coupon: enqueue %s: %w", part[0].Type, err)
-		}
+	if err := s.opts.Events(ctx, tx, events...); err != nil {
+		return fmt.Errorf("coupon: enqueue %s: %w", events[0].Type, err)
 	}
 	return nil
 }

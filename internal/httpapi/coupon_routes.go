@@ -30,7 +30,7 @@ type RedemptionPath struct {
 type issueCouponsIn struct {
 	TemplatePath
 	Body struct {
-		UserIDs []string `json:"user_ids" doc:"Users who get one coupon each (at most 1,000; a user listed twice gets one)"`
+		UserIDs []string `json:"user_ids" doc:"Users who get one coupon each (at most 10,000; a user listed twice gets one)"`
 		// BusinessKey makes the batch idempotent: each user's coupon is keyed "<business_key>/<user_id>".
 		BusinessKey string `json:"business_key,omitempty" doc:"Idempotency base: repeating the call with it issues nothing new and answers the same coupons"`
 		SourceKind  string `json:"source_kind,omitempty" doc:"What issued the coupons (default api)"`

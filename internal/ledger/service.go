@@ -111,18 +111,12 @@ func (s *Service) Close() error {
 // forUpdate is the row-lock suffix of a SELECT inside a write transaction: PostgreSQL needs it;
 // SQLite has one writer, so its write transactions are serial already.
 func (s *Service) forUpdate() string {
-	if s.db.Dialect() == sqldb.Postgres {
-		return " FOR UPDATE"
-	}
-	return ""
+	return s.db.Dialect().ForUpdate()
 }
 
 // skipLocked is forUpdate for sweeps: rows another node is working on are skipped.
 func (s *Service) skipLocked() string {
-	if s.db.Dialect() == sqldb.Postgres {
-		return " FOR UPDATE SKIP LOCKED"
-	}
-	return ""
+	return s.db.Dialect().SkipLocked()
 }
 
 // DefineAssetParams names a merchant-defined asset.

@@ -64,10 +64,7 @@ func (s *Service) runSafely(ctx context.Context, g Grant) (err error) {
 }
 
 func (s *Service) claimDue(ctx context.Context, limit int) ([]Grant, error) {
-	lock := ""
-	if s.db.Dialect() == sqldb.Postgres {
-		lock = " FOR UPDATE SKIP LOCKED"
-	}
+	lock := s.db.Dialect().SkipLocked()
 	now := s.now()
 	token := s.opts.Node + "/sweep-" + ids.Secret(5)
 	query := `UPDATE reward_grants SET state = 'running', claimed_by = $1, claimed_until = $2, next_attempt_at = $2,

@@ -100,10 +100,7 @@ func (s *Service) Terminate(ctx context.Context, p TerminateParams) (int, error)
 // sweep moves the rows a condition selects (state 'claimed' among them) to state to, in one
 // transaction with their events.
 func (s *Service) sweep(ctx context.Context, to State, reason, where string, args ...any) (int, error) {
-	lock := ""
-	if s.db.Dialect() == sqldb.Postgres {
-		lock = " FOR UPDATE SKIP LOCKED"
-	}
+	lock := s.db.Dialect().SkipLocked()
 	n := 0
 	err := s.db.Tx(ctx, func(tx *sqldb.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT `+userTaskColumns+` FROM user_tasks WHERE `+where+lock, args...)

@@ -238,10 +238,7 @@ func (d *Dispatcher) DispatchDue(ctx context.Context) (int, error) {
 }
 
 func (d *Dispatcher) claim(ctx context.Context, now time.Time) ([]job, error) {
-	lock := ""
-	if d.svc.db.Dialect() == sqldb.Postgres {
-		lock = " FOR UPDATE SKIP LOCKED"
-	}
+	lock := d.svc.db.Dialect().SkipLocked()
 	token := ids.New("clm", now)
 	var jobs []job
 	err := d.svc.db.Tx(ctx, func(tx *sqldb.Tx) error {

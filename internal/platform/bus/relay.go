@@ -222,10 +222,7 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 }
 
 func (r *Relay) claim(ctx context.Context, now time.Time) ([]outboxRow, error) {
-	lock := ""
-	if r.db.Dialect() == sqldb.Postgres {
-		lock = " FOR UPDATE SKIP LOCKED"
-	}
+	lock := r.db.Dialect().SkipLocked()
 	query := `UPDATE bus_outbox SET claimed_until = $1, claimed_by = $2 WHERE id IN (
 		SELECT id FROM bus_outbox WHERE sent_at IS NULL AND next_attempt_at <= $3 AND claimed_until <= $3
 		ORDER BY id LIMIT $4` + lock + `)

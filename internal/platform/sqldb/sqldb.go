@@ -260,6 +260,16 @@ func (d Dialect) Tuples(n, cols int) string {
 	return b.String()
 }
 
+// SkipLocked is ForUpdate for claims that several nodes make at once (sweeps, relays): rows
+// another transaction holds are skipped. " FOR UPDATE SKIP LOCKED" on PostgreSQL; nothing on
+// SQLite.
+func (d Dialect) SkipLocked() string {
+	if d == SQLite {
+		return ""
+	}
+	return " FOR UPDATE SKIP LOCKED"
+}
+
 // ForUpdate is the clause that locks the rows a read inside a write transaction returns:
 // " FOR UPDATE" on PostgreSQL; nothing on SQLite, whose one writer holds the whole database.
 func (d Dialect) ForUpdate() string {
