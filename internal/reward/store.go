@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/perkhq/perk/internal/platform/sqldb"
@@ -202,37 +200,14 @@ const (
 )
 
 // insertGrantsSQL inserts rows grants, skipping existing sources, returning the ids inserted.
-func insertGrantsSQL(pg bool, rows int) string {
-	return `INSERT INTO reward_grants (` + grantInsertColumns + `) VALUES ` + valuesSQL(pg, rows, grantInsertCols) +
+func insertGrantsSQL(d sqldb.Dialect, rows int) string {
+	return `INSERT INTO reward_grants (` + grantInsertColumns + `) VALUES ` + d.Tuples(rows, grantInsertCols) +
 		` ON CONFLICT (tenant_id, source_kind, source_id, seq) DO NOTHING RETURNING id`
 }
 
 // insertStepsSQL inserts rows new step rows.
-func insertStepsSQL(pg bool, rows int) string {
-	return `INSERT INTO reward_steps (` + stepInsertColumns + `) VALUES ` + valuesSQL(pg, rows, stepInsertCols)
-}
-
-// valuesSQL is rows parenthesised groups of cols markers: "$n" on PostgreSQL, "?" on SQLite.
-func valuesSQL(pg bool, rows, cols int) string {
-	var b strings.Builder
-	for r := range rows {
-		if r > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteByte('(')
-		for c := range cols {
-			if c > 0 {
-				b.WriteString(", ")
-			}
-			if pg {
-				b.WriteString("$" + strconv.Itoa(r*cols+c+1))
-			} else {
-				b.WriteByte('?')
-			}
-		}
-		b.WriteByte(')')
-	}
-	return b.String()
+func insertStepsSQL(d sqldb.Dialect, rows int) string {
+	return `INSERT INTO reward_steps (` + stepInsertColumns + `) VALUES ` + d.Tuples(rows, stepInsertCols)
 }
 
 // stmtCache holds the fast path's statements prepared on the SQLite writer connection, by text.
@@ -241,7 +216,7 @@ type stmtCache map[string]*sql.Stmt
 func newStmtCache(ctx context.Context, db *sql.DB) (stmtCache, error) {
 	c := stmtCache{}
 	for n := 1; n <= preparedRows; n *= 2 {
-		for _, q := range []string{insertGrantsSQL(false, n), insertStepsSQL(false, n)} {
+		for _, q := range []string{insertGrantsSQL(sqldb.SQLite, n), insertStepsSQL(sqldb.SQLite, n)} {
 			st, err := db.PrepareContext(ctx, q)
 			if err != nil {
 				c.close()
@@ -291,7 +266,6 @@ func (s *Service) txExec(ctx context.Context, tx *sqldb.Tx, q string, args ...an
 // insertGrants inserts gs (succeeded, for the fast path), skipping those whose source exists
 // (also earlier in gs), and returns the ids inserted.
 func (s *Service) insertGrants(ctx context.Context, tx *sqldb.Tx, gs []Grant) (map[string]bool, error) {
-	pg := s.db.Dialect() == sqldb.Postgres
 	inserted := make(map[string]bool, len(gs))
 	for start := 0; start < len(gs); {
 		part := gs[start : start+s.chunk(len(gs)-start)]
@@ -302,7 +276,7 @@ func (s *Service) insertGrants(ctx context.Context, tx *sqldb.Tx, gs []Grant) (m
 			args = append(args, g.TenantID, g.UserID, g.ID, g.SourceKind, g.SourceID, g.Seq, g.flowID, g.FlowKey,
 				g.FlowVersion, g.flowSpec, string(g.Params), string(StateSucceeded), 0, g.MaxAttempts, 0, now, now, now)
 		}
-		rows, err := s.txQuery(ctx, tx, insertGrantsSQL(pg, len(part)), args...)
+		rows, err := s.txQuery(ctx, tx, insertGrantsSQL(tx.Dialect(), len(part)), args...)
 		if err != nil {
 			return nil, err
 		}
@@ -335,7 +309,6 @@ type stepInsert struct {
 
 // insertSteps writes new step rows (their grants were inserted in tx, so none exists yet).
 func (s *Service) insertSteps(ctx context.Context, tx *sqldb.Tx, rows []stepInsert, now time.Time) error {
-	pg := s.db.Dialect() == sqldb.Postgres
 	at := sqldb.Micros(now)
 	for start := 0; start < len(rows); {
 		part := rows[start : start+s.chunk(len(rows)-start)]
@@ -349,7 +322,7 @@ func (s *Service) insertSteps(ctx context.Context, tx *sqldb.Tx, rows []stepInse
 			args = append(args, r.g.TenantID, r.g.UserID, r.g.ID, r.name, r.component, string(r.state), output, 0, "",
 				0, at, at)
 		}
-		if err := s.txExec(ctx, tx, insertStepsSQL(pg, len(part)), args...); err != nil {
+		if err := s.txExec(ctx, tx, insertStepsSQL(tx.Dialect(), len(part)), args...); err != nil {
 			return fmt.Errorf("reward: write steps: %w", err)
 		}
 	}
