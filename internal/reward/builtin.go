@@ -77,12 +77,8 @@ func (c grantComponent) RunTx(ctx context.Context, sc StepContext) (json.RawMess
 	return c.output(entry, created), nil
 }
 
-// runTxBatch posts the step of many grants with one GrantManyTx when the ledger has it.
+// runTxBatch posts the step of many grants with one GrantManyTx.
 func (c grantComponent) runTxBatch(ctx context.Context, tx *sqldb.Tx, scs []StepContext) ([]json.RawMessage, error) {
-	many, ok := c.ledger.(manyGranter)
-	if !ok {
-		return runEach(ctx, c, scs)
-	}
 	gps := make([]ledger.GrantParams, len(scs))
 	for i, sc := range scs {
 		var err error
@@ -90,7 +86,7 @@ func (c grantComponent) runTxBatch(ctx context.Context, tx *sqldb.Tx, scs []Step
 			return nil, err
 		}
 	}
-	entries, created, err := many.GrantManyTx(ctx, tx, gps)
+	entries, created, err := c.ledger.GrantManyTx(ctx, tx, gps)
 	if err != nil {
 		return nil, err
 	}

@@ -39,18 +39,6 @@ type batchTxComponent interface {
 	runTxBatch(ctx context.Context, tx *sqldb.Tx, scs []StepContext) ([]json.RawMessage, error)
 }
 
-// runEach applies a step of many grants one RunTx at a time.
-func runEach(ctx context.Context, c TxComponent, scs []StepContext) ([]json.RawMessage, error) {
-	outs := make([]json.RawMessage, len(scs))
-	for i, sc := range scs {
-		var err error
-		if outs[i], err = c.RunTx(ctx, sc); err != nil {
-			return nil, err
-		}
-	}
-	return outs, nil
-}
-
 // CallComponent is a component that calls another system. Run is called outside any transaction
 // and may be called again for the same step (after a crash, a timeout, or to poll), always with the
 // same sc.Key, which it must send as its idempotency key.

@@ -149,14 +149,10 @@ const (
 )
 
 // Ledger posts grants in the caller's transaction, unique on (tenant, business key): a repeated key
-// returns the existing entry with created=false. *ledger.Service is one.
+// returns the existing entry with created=false. GrantManyTx posts many with set-based statements
+// (the fast path). *ledger.Service is one.
 type Ledger interface {
 	GrantTx(ctx context.Context, tx *sqldb.Tx, p ledger.GrantParams) (ledger.Entry, bool, error)
-}
-
-// manyGranter is a Ledger that posts many grants with set-based statements (*ledger.Service is
-// one); the fast path uses it when the configured Ledger has it.
-type manyGranter interface {
 	GrantManyTx(ctx context.Context, tx *sqldb.Tx, ps []ledger.GrantParams) ([]ledger.Entry, []bool, error)
 }
 
