@@ -11,10 +11,13 @@ const maxCachedKeys = 10000
 // keyCache remembers verified API keys for a short while (Options.KeyCacheTTL). Only successes are
 // kept, with the hash of the secret that was verified: another secret for the same key id is
 // checked against the database again. RevokeKey and a merchant's status change drop the entries
-// concerned on this node; other nodes see the change when their entries expire.
+// concerned on this node; other nodes see the change when their entries expire. Every drop moves
+// the cache's epoch, and put stores only under the epoch its read began in, so a verification that
+// read the key before a revocation committed cannot store it after the drop.
 type keyCache struct {
-	mu sync.Mutex
-	m  map[string]cachedKey // key id → entry
+	mu    sync.Mutex
+	m     map[string]cachedKey // key id → entry
+	epoch uint64
 }
 
 type cachedKey struct {
@@ -34,9 +37,20 @@ func (c *keyCache) get(keyID, hash string, now time.Time) (Principal, bool) {
 	return e.p, true
 }
 
-func (c *keyCache) put(keyID, hash string, p Principal, expires time.Time) {
+// now returns the epoch a verification starts in, for put.
+func (c *keyCache) now() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.epoch
+}
+
+// put remembers a verified key, unless something was dropped since epoch.
+func (c *keyCache) put(keyID, hash string, p Principal, expires time.Time, epoch uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if epoch != c.epoch {
+		return
+	}
 	if c.m == nil || len(c.m) >= maxCachedKeys {
 		c.m = map[string]cachedKey{}
 	}
@@ -46,6 +60,7 @@ func (c *keyCache) put(keyID, hash string, p Principal, expires time.Time) {
 func (c *keyCache) drop(keyID string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.epoch++
 	delete(c.m, keyID)
 }
 
@@ -53,6 +68,7 @@ func (c *keyCache) drop(keyID string) {
 func (c *keyCache) dropTenant(tenantID string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.epoch++
 	for id, e := range c.m {
 		if e.p.TenantID == tenantID {
 			delete(c.m, id)

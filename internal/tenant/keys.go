@@ -190,12 +190,13 @@ func (s *Service) authenticateKey(ctx context.Context, bearer string) (Principal
 		s.touch(ctx, keyID)
 		return p, nil
 	}
+	epoch := s.keys.now()
 	p, err := s.verifyKey(ctx, keyID, hash)
 	if err != nil {
 		return Principal{}, err
 	}
 	if s.opts.KeyCacheTTL > 0 {
-		s.keys.put(keyID, hash, p, now.Add(s.opts.KeyCacheTTL))
+		s.keys.put(keyID, hash, p, now.Add(s.opts.KeyCacheTTL), epoch)
 	}
 	s.touch(ctx, keyID)
 	return p, nil
