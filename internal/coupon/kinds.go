@@ -47,11 +47,11 @@ func RegisterKinds(reg *catalog.Registry) error {
 // validateTemplate checks a coupon_template spec; a published one must also compile. The spec is
 // stored as written (defaults are filled on every decode).
 func validateTemplate(_ context.Context, in catalog.ValidateInput) (json.RawMessage, error) {
-	spec, err := qualify.Decode(in.Spec, in.Draft())
-	if err != nil || in.Draft() {
+	if in.Draft() {
+		_, err := qualify.Decode(in.Spec, true)
 		return nil, err
 	}
-	if _, err := qualify.Compile(in.Key, 1, spec); err != nil {
+	if _, err := qualify.DecodeTemplate(in.Key, 1, in.Spec); err != nil {
 		if _, ok := problem.As(err); ok {
 			return nil, err
 		}
@@ -65,20 +65,11 @@ func validateTemplate(_ context.Context, in catalog.ValidateInput) (json.RawMess
 func indexTemplates(items []catalog.Published) any {
 	ts := make([]*qualify.Template, 0, len(items))
 	for _, p := range items {
-		if t, err := compileTemplate(p.Key, p.Version, p.Spec); err == nil {
+		if t, err := qualify.DecodeTemplate(p.Key, p.Version, p.Spec); err == nil {
 			ts = append(ts, t)
 		}
 	}
 	return qualify.NewIndex(ts)
-}
-
-// compileTemplate decodes and compiles one published template version.
-func compileTemplate(key string, version int, raw json.RawMessage) (*qualify.Template, error) {
-	spec, err := qualify.Decode(raw, false)
-	if err != nil {
-		return nil, err
-	}
-	return qualify.Compile(key, version, spec)
 }
 
 // validateIssueRule checks an issue_rule spec and returns it with enabled made explicit.

@@ -79,7 +79,7 @@ func (ts *templates) fromSpec(tenant, key string, version int, p catalog.Publish
 	if t, ok := ts.cached(vk); ok {
 		return t, nil
 	}
-	t, err := compileTemplate(key, version, p.Spec)
+	t, err := qualify.DecodeTemplate(key, version, p.Spec)
 	if err != nil {
 		return nil, templateNotFound(key).Wrap(err)
 	}
@@ -121,7 +121,7 @@ func (ts *templates) version(ctx context.Context, tenant, key string, version in
 	if err != nil {
 		return nil, false, fmt.Errorf("coupon: read template %s version %d: %w", key, version, err)
 	}
-	t, err := compileTemplate(key, version, v.Spec)
+	t, err := qualify.DecodeTemplate(key, version, v.Spec)
 	if err != nil {
 		ts.forget(vk)
 		return nil, false, nil

@@ -59,6 +59,12 @@ var conditionEnv = rules.MustNewEnv("coupon.condition",
 // problem.Invalid error with one field per problem, paths like "spec.threshold.amount". It returns
 // the spec with defaults filled (currency CNY, scope cart, stacking exclusive, max_per_order 1).
 func Decode(raw json.RawMessage, draft bool) (Spec, error) {
+	s, _, err := decode(raw, draft)
+	return s, err
+}
+
+// decode is Decode that also returns the compiled condition (nil without one).
+func decode(raw json.RawMessage, draft bool) (Spec, *rules.Program, error) {
 	var fs problem.Fields
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
@@ -72,27 +78,27 @@ func Decode(raw json.RawMessage, draft bool) (Spec, error) {
 		} else {
 			fs.Add("spec", "is not valid JSON")
 		}
-		return Spec{}, fs.Err("invalid coupon template")
+		return Spec{}, nil, fs.Err("invalid coupon template")
 	}
 	if _, ok := probe.(map[string]any); !ok {
 		fs.Add("spec", "must be a JSON object")
-		return Spec{}, fs.Err("invalid coupon template")
+		return Spec{}, nil, fs.Err("invalid coupon template")
 	}
 	checkShape(&fs, "spec", raw, reflect.TypeFor[Spec]())
 	if len(fs) > 0 {
-		return Spec{}, fs.Err("invalid coupon template")
+		return Spec{}, nil, fs.Err("invalid coupon template")
 	}
 	var s Spec
 	if err := json.Unmarshal(raw, &s); err != nil {
 		fs.Add("spec", "cannot be read: %s", err.Error())
-		return Spec{}, fs.Err("invalid coupon template")
+		return Spec{}, nil, fs.Err("invalid coupon template")
 	}
 	fillDefaults(&s)
-	checkSpec(&fs, &s, draft)
+	cond := checkSpec(&fs, &s, draft)
 	if err := fs.Err("invalid coupon template"); err != nil {
-		return Spec{}, err
+		return Spec{}, nil, err
 	}
-	return s, nil
+	return s, cond, nil
 }
 
 // fillDefaults sets the defaults of fields left empty and keeps times in UTC.

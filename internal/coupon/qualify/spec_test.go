@@ -314,3 +314,36 @@ func TestFormatMoney(t *testing.T) {
 	require.Equal(t, 0, qualify.MinorDigits("JPY"))
 	require.Equal(t, -1, qualify.MinorDigits("XXX"))
 }
+
+// TestDecodeTemplateIsDecodeThenCompile: checking and compiling a published spec in one step gives
+// the template Decode then Compile give, and refuses what they refuse.
+func TestDecodeTemplateIsDecodeThenCompile(t *testing.T) {
+	t.Parallel()
+	raw := json.RawMessage(`{"type":"percent_off","percent_bp":1000,"cap":5000,"validity":{"days":7},
+		"condition":"has(user.level) && user.level >= 2","title":{"en":"10% off"}}`)
+	spec, err := qualify.Decode(raw, false)
+	require.NoError(t, err)
+	want, err := qualify.Compile("vip10", 3, spec)
+	require.NoError(t, err)
+	got, err := qualify.DecodeTemplate("vip10", 3, raw)
+	require.NoError(t, err)
+	require.Equal(t, want.Spec, got.Spec)
+	require.Equal(t, want.Key, got.Key)
+	require.Equal(t, want.Version, got.Version)
+	cart := qualify.Cart{Items: []qualify.Item{{SKU: "a", UnitPrice: 20000, Quantity: 1}}}
+	for _, user := range []map[string]any{{"level": int64(3)}, {"level": int64(1)}, nil} {
+		in := func(tpl *qualify.Template) qualify.Input {
+			return qualify.Input{Now: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), Cart: cart, User: user,
+				Coupons: []qualify.Coupon{{ID: "c1", TemplateKey: "vip10", TemplateVersion: 3,
+					ExpiresAt: time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)}},
+				Templates: func(string, int) (*qualify.Template, bool) { return tpl, true }}
+		}
+		require.Equal(t, qualify.Evaluate(in(want)), qualify.Evaluate(in(got)), "%v", user)
+	}
+
+	_, err = qualify.DecodeTemplate("bad", 1, json.RawMessage(`{"type":"percent_off","percent_bp":1000,
+		"condition":"user.level >","title":{"en":"x"},"validity":{"days":7},"cap":1}`))
+	requireFields(t, err, problem.KindInvalid, "spec.condition")
+	_, err = qualify.DecodeTemplate("", 1, raw)
+	requireFields(t, err, problem.KindInvalid, "key")
+}

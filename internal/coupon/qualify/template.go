@@ -1,6 +1,7 @@
 package qualify
 
 import (
+	"encoding/json"
 	"hash/maphash"
 	"slices"
 	"time"
@@ -227,17 +228,41 @@ const (
 // keeps the spec's slices and maps: do not change them afterwards.
 func Compile(key string, version int, spec Spec) (*Template, error) {
 	var fs problem.Fields
+	checkIdentity(&fs, key, version)
+	fillDefaults(&spec)
+	cond := checkSpec(&fs, &spec, false)
+	if err := fs.Err("invalid coupon template"); err != nil {
+		return nil, err
+	}
+	return build(key, version, spec, cond), nil
+}
+
+// DecodeTemplate is Decode then Compile of a published spec, checking it (and compiling its
+// condition) once.
+func DecodeTemplate(key string, version int, raw json.RawMessage) (*Template, error) {
+	var fs problem.Fields
+	if checkIdentity(&fs, key, version); len(fs) > 0 {
+		return nil, fs.Err("invalid coupon template")
+	}
+	spec, cond, err := decode(raw, false)
+	if err != nil {
+		return nil, err
+	}
+	return build(key, version, spec, cond), nil
+}
+
+// checkIdentity checks a template's key and version.
+func checkIdentity(fs *problem.Fields, key string, version int) {
 	if key == "" {
 		fs.Add("key", "is required")
 	}
 	if version < 0 {
 		fs.Add("version", "must not be negative")
 	}
-	fillDefaults(&spec)
-	cond := checkSpec(&fs, &spec, false)
-	if err := fs.Err("invalid coupon template"); err != nil {
-		return nil, err
-	}
+}
+
+// build makes the Template of a checked spec and its compiled condition.
+func build(key string, version int, spec Spec, cond *rules.Program) *Template {
 	t := &Template{Key: key, Version: version, Spec: spec, terms: terms{
 		typ: spec.Type, currency: spec.Currency, cur: currencies[spec.Currency], cond: cond,
 		excl: spec.Stacking.Mode != StackGroup, scopeApplicable: spec.Threshold.Scope == ScopeApplicable,
@@ -270,7 +295,7 @@ func Compile(key string, version int, spec Spec) (*Template, error) {
 			}
 		}
 	}
-	return t, nil
+	return t
 }
 
 // Window is the validity of a coupon of this template issued at issuedAt: the fixed window, or
