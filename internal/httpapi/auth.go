@@ -168,6 +168,11 @@ func register[I, O any](s *Server, op Op, handler func(ctx context.Context, p te
 	op.Description += "\n\nAccess: `" + string(op.Access) + "`."
 	s.ops = append(s.ops, op)
 	s.opByPattern[op.Method+" "+op.Path] = op.OperationID
+	if op.MaxBodyBytes > 0 {
+		// limitBody holds each request to its route's limit, by the request's method and path:
+		// only routes without path parameters can have their own.
+		s.bodyLimits[op.Method+" "+op.Path] = op.MaxBodyBytes
+	}
 	huma.Register(s.api, op.Operation, func(ctx context.Context, in *I) (*O, error) {
 		p, err := authorize(ctx, op.Access)
 		if err != nil {

@@ -79,7 +79,6 @@ func (s *Server) registerEventRoutes(svc *ingest.Service) {
 			return &eventsOut{Status: http.StatusAccepted, Body: res}, nil
 		})
 	s.documentEventsBody(svc.MaxBatch())
-	s.bodyLimits[http.MethodPost+" "+eventsPath] = limit
 }
 
 // documentEventsBody describes the request body in the OpenAPI document: huma documents a raw
