@@ -2,17 +2,13 @@ package app
 
 import (
 	"context"
-	"sync"
-	"time"
 
 	"github.com/perkhq/perk/internal/catalog"
 	"github.com/perkhq/perk/internal/coupon"
 	"github.com/perkhq/perk/internal/ingest"
-	"github.com/perkhq/perk/internal/platform/clock"
 	"github.com/perkhq/perk/internal/platform/sqldb"
 	"github.com/perkhq/perk/internal/reward"
 	"github.com/perkhq/perk/internal/task"
-	"github.com/perkhq/perk/internal/tenant"
 )
 
 // buildBusiness makes the business modules: event intake and the task center (coupons are built
@@ -26,7 +22,7 @@ func (a *App) buildBusiness(registry *catalog.Registry) error {
 	}
 	tasks, err := task.New(a.db, task.Options{Snapshot: a.snapshot, Catalog: a.catalog, Rewards: a.rewards,
 		Events: a.bus.EnqueueEvent, TimeZone: a.zones.lookup,
-		Users: (&profileCache{tenants: a.tenants, clock: a.clock, entries: map[string]cachedProfile{}}).lookup, SweepInterval: a.cfg.Tasks.SweepInterval.Std(),
+		Users: a.tenants.UserVars, SweepInterval: a.cfg.Tasks.SweepInterval.Std(),
 		BatchSize: a.cfg.Tasks.BatchSize, Clock: a.clock, Registerer: a.registry, Logger: a.log})
 	if err != nil {
 		return err
@@ -60,45 +56,4 @@ type couponIssuer struct{ svc *coupon.Service }
 func (c couponIssuer) IssueTx(ctx context.Context, tx *sqldb.Tx, p reward.IssueCouponParams) (string, error) {
 	return c.svc.IssueTx(ctx, tx, coupon.TxIssueParams{TenantID: p.TenantID, UserID: p.UserID, Template: p.Template,
 		BusinessKey: p.BusinessKey, SourceKind: p.SourceKind, SourceID: p.SourceID})
-}
-
-// profileTTL is how long a node reuses a user's profile for rules; a change reaches rules within it.
-const profileTTL = 2 * time.Second
-
-// profileCache answers the task center's user look-ups (inside event transactions) from the
-// tenants' profiles, remembering each for profileTTL.
-type profileCache struct {
-	tenants *tenant.Service
-	clock   clock.Clock
-	mu      sync.Mutex
-	entries map[string]cachedProfile
-}
-
-type cachedProfile struct {
-	vars    map[string]any
-	expires time.Time
-}
-
-// lookup implements task.UsersFunc.
-func (c *profileCache) lookup(ctx context.Context, tenantID, userID string) (map[string]any, error) {
-	key := tenantID + "/" + userID
-	now := c.clock.Now()
-	c.mu.Lock()
-	e, ok := c.entries[key]
-	c.mu.Unlock()
-	if ok && now.Before(e.expires) {
-		return e.vars, nil
-	}
-	p, err := c.tenants.Profile(ctx, tenantID, userID)
-	if err != nil {
-		return nil, err
-	}
-	vars := p.UserVars()
-	c.mu.Lock()
-	if len(c.entries) >= 100_000 {
-		clear(c.entries)
-	}
-	c.entries[key] = cachedProfile{vars: vars, expires: now.Add(profileTTL)}
-	c.mu.Unlock()
-	return vars, nil
 }

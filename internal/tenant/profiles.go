@@ -79,6 +79,7 @@ func (s *Service) SetProfile(ctx context.Context, p SetProfileParams) (Profile, 
 			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, user_id)
 			DO UPDATE SET attributes = excluded.attributes, tags = excluded.tags, updated_at = excluded.updated_at`,
 			p.TenantID, p.UserID, string(attrs), string(rawTags), sqldb.Micros(now))
+		tx.AfterCommit(func() { s.userVars.drop(p.TenantID, p.UserID) })
 		return err
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package tenant_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -68,5 +69,34 @@ func TestProfiles(t *testing.T) {
 		require.Equal(t, []string{"vip"}, got.Tags)
 		_, err = tb.svc.SetProfile(ctx, tenant.SetProfileParams{TenantID: "mch_a", UserID: "bad user"})
 		require.Error(t, err)
+	})
+}
+
+// TestUserVarsCache: the rules' user variables are cached for a couple of seconds; a change made
+// on this node is seen at once, one made on another node once the entry expires.
+func TestUserVarsCache(t *testing.T) {
+	t.Parallel()
+	sqldbtest.Run(t, []sqldb.Migrations{tenant.Migrations}, func(t *testing.T, db *sqldb.DB) {
+		tb := setup(t, db)
+		ctx := t.Context()
+		other := tenant.New(db, tenant.Options{Clock: tb.clock}) // another node
+		set := func(svc *tenant.Service, level int) {
+			_, err := svc.SetProfile(ctx, tenant.SetProfileParams{TenantID: "mch_a", UserID: "u1",
+				Attributes: map[string]any{"level": level}})
+			require.NoError(t, err)
+		}
+		level := func() any {
+			vars, err := tb.svc.UserVars(ctx, "mch_a", "u1")
+			require.NoError(t, err)
+			return vars["attributes"].(map[string]any)["level"]
+		}
+		set(tb.svc, 1)
+		require.Equal(t, int64(1), level())
+		set(tb.svc, 2)
+		require.Equal(t, int64(2), level(), "this node's change is seen at once")
+		set(other, 3)
+		require.Equal(t, int64(2), level(), "another node's change waits for the entry to expire")
+		tb.clock.Advance(3 * time.Second)
+		require.Equal(t, int64(3), level())
 	})
 }

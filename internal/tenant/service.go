@@ -46,7 +46,8 @@ type Service struct {
 	touchMu sync.Mutex
 	touched map[string]time.Time // key id → last time we wrote last_used_at
 
-	keys keyCache
+	keys     keyCache
+	userVars userVarsCache
 }
 
 // New returns a tenant service over db.
