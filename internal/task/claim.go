@@ -155,16 +155,16 @@ func (s *Service) Complete(ctx context.Context, p CompleteParams) (Completion, e
 	hash := payloadHash(payload)
 	var (
 		utID     string
-		grantIDs []string
+		grants   []grantRow
 		replayed bool
 	)
 	err = s.db.Tx(ctx, func(tx *sqldb.Tx) error {
-		grantIDs, replayed = nil, false
+		grants, replayed = nil, false
 		var err error
 		if utID, replayed, err = s.claimReceipt(ctx, tx, p, hash); err != nil || replayed {
 			return err
 		}
-		utID, grantIDs, err = s.applyReceipt(ctx, tx, c, p, payload)
+		utID, grants, err = s.applyReceipt(ctx, tx, c, p, payload)
 		if err != nil {
 			return err
 		}
@@ -177,13 +177,15 @@ func (s *Service) Complete(ctx context.Context, p CompleteParams) (Completion, e
 		return Completion{}, unwrapRefusal(err)
 	}
 	out := Completion{Replayed: replayed, Grants: []reward.Grant{}}
-	for _, id := range grantIDs {
-		g, err := s.opts.Rewards.Get(ctx, p.TenantID, id)
+	for _, row := range grants {
+		g, err := s.opts.Rewards.Get(ctx, p.TenantID, row.grantID)
 		if err != nil {
 			return Completion{}, err
 		}
-		if err := s.recordGrant(ctx, p.TenantID, p.UserID, g); err != nil {
-			return Completion{}, err
+		if row.state != grantSucceeded { // delivered in the transaction: recorded there already
+			if err := s.recordGrant(ctx, p.TenantID, p.UserID, g); err != nil {
+				return Completion{}, err
+			}
 		}
 		out.Grants = append(out.Grants, g)
 	}
@@ -252,8 +254,9 @@ func (s *Service) claimReceipt(ctx context.Context, tx *sqldb.Tx, p CompletePara
 	return utID, true, nil
 }
 
-// applyReceipt applies the receipt as an event and returns its user task and the grants it made.
-func (s *Service) applyReceipt(ctx context.Context, tx *sqldb.Tx, c *compiled, p CompleteParams, payload json.RawMessage) (string, []string, error) {
+// applyReceipt applies the receipt as an event and returns its user task and the grants it made
+// (state grantSucceeded: delivered and recorded in tx).
+func (s *Service) applyReceipt(ctx context.Context, tx *sqldb.Tx, c *compiled, p CompleteParams, payload json.RawMessage) (string, []grantRow, error) {
 	now := s.now()
 	b := s.newBatch(ctx, tx)
 	w := &work{e: bus.Behaviour{TenantID: p.TenantID, ID: p.BusinessID, Source: ReceiptSource, UserID: p.UserID,
@@ -269,9 +272,5 @@ func (s *Service) applyReceipt(ctx context.Context, tx *sqldb.Tx, c *compiled, p
 	if err := b.flush(); err != nil {
 		return "", nil, err
 	}
-	ids := make([]string, len(b.grants))
-	for i, g := range b.grants {
-		ids[i] = g.grantID
-	}
-	return w.row.ID, ids, nil
+	return w.row.ID, b.grants, nil
 }
