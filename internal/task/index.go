@@ -28,13 +28,11 @@ var programs = rules.NewCache(0)
 // compiled is one published version of a task, parsed and with its conditions compiled. It is
 // immutable and shared.
 type compiled struct {
-	resourceID string
-	tenantID   string
-	key        string
-	version    int
-	spec       Spec
-	filter     *rules.Program
-	audience   *rules.Program
+	key      string
+	version  int
+	spec     Spec
+	filter   *rules.Program
+	audience *rules.Program
 	// needsUser: a condition reads the user's attributes.
 	needsUser bool
 	// err is why the version cannot be used (it validated at publish, so only a node without a
@@ -44,7 +42,7 @@ type compiled struct {
 
 // compile parses and compiles a published version of a task.
 func compile(p catalog.Published) *compiled {
-	c := &compiled{resourceID: p.ResourceID, tenantID: p.TenantID, key: p.Key, version: p.Version}
+	c := &compiled{key: p.Key, version: p.Version}
 	if err := json.Unmarshal(p.Spec, &c.spec); err != nil {
 		c.err = fmt.Errorf("task %s version %d: %w", p.Key, p.Version, err)
 		return c
