@@ -84,16 +84,9 @@ func moveToArchive(ctx context.Context, tx *sqldb.Tx, m sqldb.Dialect, cs []Coup
 	const chunk = 200
 	for start := 0; start < len(cs); start += chunk {
 		part := cs[start:min(start+chunk, len(cs))]
-		var ins, del strings.Builder
 		args := make([]any, 0, len(part)*arity)
 		keys := make([]any, 0, len(part)*3)
-		for i, c := range part {
-			if i > 0 {
-				ins.WriteString(", ")
-				del.WriteString(", ")
-			}
-			ins.WriteString("(" + m.Placeholders(i*arity+1, arity) + ")")
-			del.WriteString("(" + m.Placeholders(i*3+1, 3) + ")")
+		for _, c := range part {
 			var redeemed any
 			if c.RedeemedAt != nil {
 				redeemed = sqldb.Micros(*c.RedeemedAt)
@@ -103,11 +96,11 @@ func moveToArchive(ctx context.Context, tx *sqldb.Tx, m sqldb.Dialect, cs []Coup
 				c.BusinessKey, c.RedemptionID, c.Discount, redeemed, c.RevokeReason, sqldb.Micros(c.UpdatedAt), sqldb.Micros(now))
 			keys = append(keys, c.TenantID, c.UserID, c.ID)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO coupons_archive (`+archiveColumns+`) VALUES `+ins.String()+
+		if _, err := tx.Exec(ctx, `INSERT INTO coupons_archive (`+archiveColumns+`) VALUES `+m.Tuples(len(part), arity)+
 			` ON CONFLICT (tenant_id, user_id, id) DO NOTHING`, args...); err != nil {
 			return fmt.Errorf("coupon: archive coupons: %w", err)
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM coupons WHERE (tenant_id, user_id, id) IN (VALUES `+del.String()+`)`,
+		if _, err := tx.Exec(ctx, `DELETE FROM coupons WHERE (tenant_id, user_id, id) IN (VALUES `+m.Tuples(len(part), 3)+`)`,
 			keys...); err != nil {
 			return fmt.Errorf("coupon: archive coupons: %w", err)
 		}
