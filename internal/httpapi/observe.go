@@ -15,14 +15,31 @@ import (
 	"github.com/perkhq/perk/internal/platform/problem"
 )
 
-type requestIDKey struct{}
+// requestKey keys the requestInfo in a request's context.
+type requestKey struct{}
+
+// requestInfo is what problems quote of their request, its id and path, and the pattern of the
+// route it took (set by route; "" when it was answered before).
+type requestInfo struct{ id, path, pattern string }
 
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 
 // requestIDFrom returns the request id stored in ctx.
 func requestIDFrom(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+	info, _ := ctx.Value(requestKey{}).(*requestInfo)
+	if info == nil {
+		return ""
+	}
+	return info.id
+}
+
+// requestPathFrom returns the path of the request ctx is of.
+func requestPathFrom(ctx context.Context) string {
+	info, _ := ctx.Value(requestKey{}).(*requestInfo)
+	if info == nil {
+		return ""
+	}
+	return info.path
 }
 
 // statusRecorder remembers the status and size of a response.
@@ -85,7 +102,8 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			id = ids.New("req", start)
 		}
 		w.Header().Set("X-Request-Id", id)
-		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+		info := &requestInfo{id: id, path: r.URL.Path}
+		r = r.WithContext(context.WithValue(r.Context(), requestKey{}, info))
 		rec := &statusRecorder{ResponseWriter: w}
 		s.metrics.inflight.Inc()
 		defer func() {
@@ -99,15 +117,18 @@ func (s *Server) observe(next http.Handler) http.Handler {
 					writeProblem(rec, r, toProblem(r.Context(), s.log, problem.New(problem.KindInternal, "internal error")))
 				}
 			}
-			s.finish(r, rec, start)
+			s.finish(r, rec, start, info)
 		}()
 		next.ServeHTTP(rec, r)
 	})
 }
 
-func (s *Server) finish(r *http.Request, rec *statusRecorder, start time.Time) {
+func (s *Server) finish(r *http.Request, rec *statusRecorder, start time.Time, info *requestInfo) {
 	elapsed := time.Since(start)
-	route := s.routeOf(r)
+	route := routeOfPattern(info.pattern)
+	if route == "" {
+		route = s.routeOf(r)
+	}
 	status := rec.status
 	if status == 0 {
 		status = http.StatusOK
@@ -117,14 +138,17 @@ func (s *Server) finish(r *http.Request, rec *statusRecorder, start time.Time) {
 	if route == "/metrics" || route == "/healthz" || route == "/readyz" {
 		return
 	}
-	attrs := []any{"method", r.Method, "path", r.URL.Path, "route", route, "status", status,
-		"bytes", rec.bytes, "duration_ms", float64(elapsed.Microseconds()) / 1000, "request_id", requestIDFrom(r.Context())}
-	if p, ok := principalFrom(r.Context()); ok {
-		attrs = append(attrs, "tenant", p.TenantID)
-	}
 	level := slog.LevelInfo
 	if status >= 500 {
 		level = slog.LevelError
+	}
+	if !s.log.Enabled(r.Context(), level) {
+		return
+	}
+	attrs := []any{"method", r.Method, "path", r.URL.Path, "route", route, "status", status,
+		"bytes", rec.bytes, "duration_ms", float64(elapsed.Microseconds()) / 1000, "request_id", info.id}
+	if p, ok := principalFrom(r.Context()); ok {
+		attrs = append(attrs, "tenant", p.TenantID)
 	}
 	s.log.Log(r.Context(), level, "http request", attrs...)
 }
@@ -135,6 +159,11 @@ func (s *Server) routeOf(r *http.Request) string {
 	if pattern == "" {
 		return "unmatched"
 	}
+	return routeOfPattern(pattern)
+}
+
+// routeOfPattern is the path of a mux pattern ("POST /v1/grants" → "/v1/grants").
+func routeOfPattern(pattern string) string {
 	if _, path, ok := strings.Cut(pattern, " "); ok {
 		return path
 	}

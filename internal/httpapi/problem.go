@@ -136,6 +136,12 @@ func init() {
 func toProblem(ctx context.Context, log *slog.Logger, err error) *Problem {
 	var already *Problem
 	if errors.As(err, &already) {
+		if already.Instance == "" {
+			already.Instance = requestPathFrom(ctx)
+		}
+		if already.RequestID == "" {
+			already.RequestID = requestIDFrom(ctx)
+		}
 		return already
 	}
 	if e, ok := problem.As(err); ok {
@@ -148,6 +154,7 @@ func toProblem(ctx context.Context, log *slog.Logger, err error) *Problem {
 			p.Errors = append(p.Errors, FieldError{Location: f.Path, Message: f.Message})
 		}
 		p.Extensions = e.Extensions
+		p.Instance = requestPathFrom(ctx)
 		p.RequestID = requestIDFrom(ctx)
 		if status >= 500 && e.Cause != nil {
 			log.ErrorContext(ctx, "request failed", "err", e.Cause, "request_id", p.RequestID)
@@ -159,6 +166,7 @@ func toProblem(ctx context.Context, log *slog.Logger, err error) *Problem {
 	}
 	log.ErrorContext(ctx, "request failed", "err", err, "request_id", requestIDFrom(ctx))
 	p := newProblem(http.StatusInternalServerError, "internal", "an internal error occurred; quote the request id to support")
+	p.Instance = requestPathFrom(ctx)
 	p.RequestID = requestIDFrom(ctx)
 	return p
 }

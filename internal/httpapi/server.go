@@ -211,6 +211,9 @@ func (s *Server) operationID(r *http.Request) string {
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	h, pattern := s.mux.Handler(r)
 	if pattern != "" {
+		if info, _ := r.Context().Value(requestKey{}).(*requestInfo); info != nil {
+			info.pattern = pattern // finish labels the metrics with it
+		}
 		s.mux.ServeHTTP(w, r)
 		return
 	}
