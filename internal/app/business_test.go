@@ -193,6 +193,44 @@ func TestCouponJourneyOverHTTP(t *testing.T) {
 	require.Equal(t, []string{coupon}, q.Best.Single.CouponIDs)
 	require.Equal(t, int64(3000), q.Best.Single.Discount)
 
+	// Bad qualification bodies get huma's answers, as on every route, though this one reads its
+	// bodies itself.
+	item := func(k string, v any) map[string]any {
+		it := map[string]any{"sku": "p1", "unit_price": 19900, "quantity": 1}
+		if v == nil {
+			delete(it, k)
+		} else {
+			it[k] = v
+		}
+		return map[string]any{"cart": map[string]any{"items": []any{it}}}
+	}
+	for _, tc := range []struct {
+		name     string
+		body     any
+		opts     []client.Option
+		status   int
+		location string
+		message  string
+	}{
+		{"price missing", item("unit_price", nil), nil, http.StatusUnprocessableEntity, "body.cart.items[0]", "unit_price"},
+		{"unknown member", item("colour", "red"), nil, http.StatusUnprocessableEntity, "body.cart.items[0].colour", "unexpected property"},
+		{"price a string", item("unit_price", "12"), nil, http.StatusUnprocessableEntity, "body.cart.items[0].unit_price", "expected integer"},
+		{"no items", map[string]any{"cart": map[string]any{"items": []any{}}}, nil, http.StatusUnprocessableEntity, "body.cart.items", "at least one item"},
+		{"quantity zero", item("quantity", 0), nil, http.StatusUnprocessableEntity, "body.cart.items[0].quantity", "between 1 and"},
+		{"not JSON by its type", item("", nil), []client.Option{client.Header("Content-Type", "text/plain")},
+			http.StatusUnsupportedMediaType, "body", "unknown content type"},
+	} {
+		_, err := b.shop.Do(b.ctx, http.MethodPost, "/v1/users/alice/coupons/qualify", tc.body, nil, tc.opts...)
+		var p *client.Problem
+		require.ErrorAs(t, err, &p, tc.name)
+		require.Equal(t, tc.status, p.Status, tc.name)
+		require.Equal(t, "/v1/users/alice/coupons/qualify", p.Instance, tc.name)
+		require.NotEmpty(t, p.RequestID, tc.name)
+		require.NotEmpty(t, p.Errors, tc.name)
+		require.Equal(t, tc.location, p.Errors[0].Location, tc.name)
+		require.Contains(t, p.Errors[0].Message, tc.message, tc.name)
+	}
+
 	// A bad cart is refused and locks nothing.
 	resp, err := b.shop.Do(b.ctx, http.MethodPost, "/v1/redemptions", map[string]any{"user_id": "alice", "order_id": "o-1",
 		"coupon_ids": []string{coupon}, "cart": cart(-1)}, nil)

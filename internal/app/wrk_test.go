@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -18,8 +19,9 @@ type wrkRun struct {
 	p50, p99 time.Duration
 	requests int
 	bad      int
-	// cpu is the CPU time wrk itself used, out of the run's wall time.
-	cpu, wall time.Duration
+	// cpu is the CPU time wrk itself used, out of the run's wall time; server is the CPU time this
+	// process (the server under test) used meanwhile.
+	cpu, wall, server time.Duration
 }
 
 // wrkParams describes the load: POST body to paths (taken in turn by every connection) with the
@@ -49,8 +51,9 @@ func runWrk(b *testing.B, p wrkParams) wrkRun {
 	}
 	cmd := exec.Command(bin, "-t", strconv.Itoa(p.threads), "-c", strconv.Itoa(p.conns),
 		"-d", p.duration.String(), "--latency", "-s", script, p.url)
-	start := time.Now()
+	start, startCPU := time.Now(), selfCPU()
 	out, err := cmd.CombinedOutput()
+	server := selfCPU() - startCPU
 	if err != nil {
 		b.Fatalf("wrk: %v\n%s", err, out)
 	}
@@ -58,9 +61,18 @@ func runWrk(b *testing.B, p wrkParams) wrkRun {
 	if err != nil {
 		b.Fatalf("%v\n%s", err, out)
 	}
-	run.wall = time.Since(start)
+	run.wall, run.server = time.Since(start), server
 	run.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	return run
+}
+
+// selfCPU is the CPU time this process has used, every thread's.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // wrkScript is the Lua script that sends the requests.

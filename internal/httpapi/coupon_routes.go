@@ -62,13 +62,41 @@ type revokeIn struct {
 type qualifyIn struct {
 	UserPath
 	Lang string `query:"lang" enum:"en,zh-CN," doc:"Language of the reasons (default en)"`
-	Body struct {
-		Cart qualify.Cart   `json:"cart" doc:"The cart; amounts in minor units"`
-		User map[string]any `json:"user,omitempty" doc:"The user's attributes, for templates with a CEL condition"`
-	}
+	// RawBody is a qualifyBody, read by the route's jsonBody: qualification is the hottest read.
+	RawBody     []byte
+	contentType string
 }
 
-type qualifyOut struct{ Body qualify.Result }
+// Resolve keeps the request's Content-Type, which says how to read the body.
+func (in *qualifyIn) Resolve(ctx huma.Context) []error {
+	in.contentType = ctx.Header("Content-Type")
+	return nil
+}
+
+// qualifyBody is the body of POST /v1/users/{user_id}/coupons/qualify.
+type qualifyBody struct {
+	Cart qualify.Cart   `json:"cart" doc:"The cart; amounts in minor units"`
+	User map[string]any `json:"user,omitempty" doc:"The user's attributes, for templates with a CEL condition"`
+}
+
+// complete reports whether every member the schema requires is there: the cart, its items, and
+// each item's sku, unit_price and quantity. Empty values stand for absent ones here (their slow
+// reading then names the member); ValidateCart refuses them all anyway, but for unit_price 0,
+// which a free item has, and which only the slow path can tell from a missing one.
+func (b *qualifyBody) complete() bool {
+	if len(b.Cart.Items) == 0 {
+		return false
+	}
+	for i := range b.Cart.Items {
+		it := &b.Cart.Items[i]
+		if it.SKU == "" || it.UnitPrice == 0 || it.Quantity == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+type qualifyOut struct{ Body qualifyAnswer }
 
 type lockIn struct {
 	Lang string `query:"lang" enum:"en,zh-CN," doc:"Language of refusal reasons (default en)"`
@@ -104,6 +132,8 @@ type reconcileIn struct {
 }
 
 type reconciledOut struct{ Body coupon.Reconciled }
+
+const qualifyPath = "/v1/users/{user_id}/coupons/qualify"
 
 // couponBodyFields are the request body members of coupon writes, for locating problems.
 var couponBodyFields = []string{"user_ids", "business_key", "source_kind", "source_id", "cart", "user", "user_id",
@@ -145,6 +175,7 @@ func (s *Server) registerCouponRoutes(svc *coupon.Service) {
 }
 
 func (s *Server) registerWalletRoutes(svc *coupon.Service, tags []string) {
+	qualifyBodies := newJSONBody(s.api, (*qualifyBody).complete)
 	register(s, Op{Operation: huma.Operation{OperationID: "list-user-coupons", Method: http.MethodGet,
 		Path: "/v1/users/{user_id}/coupons", Summary: "A user's coupons, newest first", Tags: tags}, Access: AccessUserRead},
 		func(ctx context.Context, p tenant.Principal, in *listCouponsIn) (*couponPageOut, error) {
@@ -157,17 +188,23 @@ func (s *Server) registerWalletRoutes(svc *coupon.Service, tags []string) {
 			return &couponPageOut{Body: page}, locate(err)
 		})
 	register(s, Op{Operation: huma.Operation{OperationID: "qualify-user-coupons", Method: http.MethodPost,
-		Path: "/v1/users/{user_id}/coupons/qualify", Summary: "Which of a user's coupons apply to a cart, the best pick and why not the others",
-		Tags: tags}, Access: AccessUserRead},
+		Path: qualifyPath, Summary: "Which of a user's coupons apply to a cart, the best pick and why not the others",
+		Tags: tags, Errors: []int{http.StatusBadRequest, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity}},
+		Access: AccessUserRead},
 		func(ctx context.Context, p tenant.Principal, in *qualifyIn) (*qualifyOut, error) {
 			userID, err := userOf(p, in.UserID)
 			if err != nil {
 				return nil, err
 			}
-			res, err := svc.Qualify(ctx, coupon.QualifyParams{TenantID: p.TenantID, UserID: userID, Cart: in.Body.Cart,
-				Lang: in.Lang, User: in.Body.User})
-			return &qualifyOut{Body: res}, locate(err, couponBodyFields...)
+			var body qualifyBody
+			if err := qualifyBodies.decode(in.contentType, in.RawBody, &body); err != nil {
+				return nil, err
+			}
+			res, err := svc.Qualify(ctx, coupon.QualifyParams{TenantID: p.TenantID, UserID: userID, Cart: body.Cart,
+				Lang: in.Lang, User: body.User})
+			return &qualifyOut{Body: qualifyAnswer(res)}, locate(err, couponBodyFields...)
 		})
+	qualifyBodies.document(http.MethodPost, qualifyPath, "The cart to qualify the wallet against, and the user's attributes.")
 	register(s, Op{Operation: huma.Operation{OperationID: "get-coupon", Method: http.MethodGet,
 		Path: "/v1/coupons/{coupon_id}", Summary: "Get a coupon (archived ones too)", Tags: tags}, Access: AccessRead},
 		func(ctx context.Context, p tenant.Principal, in *CouponPath) (*couponOut, error) {

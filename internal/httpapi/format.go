@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"io"
+	"sync"
 
 	"github.com/danielgtaylor/huma/v2"
 	gojson "github.com/goccy/go-json"
@@ -16,6 +17,9 @@ import (
 func jsonFormats() map[string]huma.Format {
 	f := huma.Format{
 		Marshal: func(w io.Writer, v any) error {
+			if a, ok := v.(jsonAppender); ok {
+				return writeAppended(w, a)
+			}
 			enc := gojson.NewEncoder(w)
 			enc.SetEscapeHTML(false)
 			return enc.Encode(v)
@@ -23,4 +27,25 @@ func jsonFormats() map[string]huma.Format {
 		Unmarshal: json.Unmarshal,
 	}
 	return map[string]huma.Format{"application/json": f, "json": f}
+}
+
+// appendBuffers are the buffers answers that write their own JSON write it into.
+var appendBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// writeAppended writes an answer that writes its own JSON, with the newline encoding/json's
+// Encoder ends with, in one Write.
+func writeAppended(w io.Writer, a jsonAppender) error {
+	buf := appendBuffers.Get().(*[]byte)
+	b, err := a.appendJSON((*buf)[:0])
+	if err != nil {
+		appendBuffers.Put(buf)
+		return err
+	}
+	b = append(b, '\n')
+	_, err = w.Write(b)
+	if cap(b) <= 1<<20 { // a rare huge answer is not kept
+		*buf = b
+		appendBuffers.Put(buf)
+	}
+	return err
 }
