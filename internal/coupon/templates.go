@@ -150,26 +150,43 @@ func (ts *templates) resourceID(ctx context.Context, tenant, key string) (string
 }
 
 // lookup resolves every (key, version) the coupons pin and returns the engine's Lookup over them.
+// The compiled versions are read under one lock; only the others are resolved one by one.
 func (ts *templates) lookup(ctx context.Context, tenant string, cs []qualify.Coupon) (qualify.Lookup, error) {
-	found := map[versionKey]*qualify.Template{}
+	found := make(map[pinned]*qualify.Template, min(len(cs), 64))
+	var misses []pinned
+	ts.mu.Lock()
 	for _, c := range cs {
-		vk := versionKey{tenant, c.TemplateKey, c.TemplateVersion}
-		if _, done := found[vk]; done {
+		pk := pinned{c.TemplateKey, c.TemplateVersion}
+		if _, done := found[pk]; done {
 			continue
 		}
-		t, ok, err := ts.version(ctx, tenant, c.TemplateKey, c.TemplateVersion)
+		t, ok := ts.compiled[versionKey{tenant, pk.key, pk.version}]
+		if !ok {
+			misses = append(misses, pk)
+		}
+		found[pk] = t
+	}
+	ts.mu.Unlock()
+	for _, pk := range misses {
+		t, ok, err := ts.version(ctx, tenant, pk.key, pk.version)
 		if err != nil {
 			return nil, err
 		}
 		if !ok {
 			t = nil
 		}
-		found[vk] = t
+		found[pk] = t
 	}
 	return func(key string, version int) (*qualify.Template, bool) {
-		t := found[versionKey{tenant, key, version}]
+		t := found[pinned{key, version}]
 		return t, t != nil
 	}, nil
+}
+
+// pinned is a template version a coupon pins, within one tenant.
+type pinned struct {
+	key     string
+	version int
 }
 
 func (ts *templates) cached(vk versionKey) (*qualify.Template, bool) {
