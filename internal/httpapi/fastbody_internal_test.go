@@ -63,7 +63,9 @@ var mutations = []func(string) string{
 	func(s string) string { return strings.Replace(s, `"unit_price":`, `"unit_price":012,"x":`, 1) },
 	func(s string) string { return strings.Replace(s, `"unit_price":`, `"unit_price":1e3,"x":`, 1) },
 	func(s string) string { return strings.Replace(s, `"unit_price":`, `"unit_price":-0,"x":`, 1) },
-	func(s string) string { return strings.Replace(s, `"unit_price":`, `"unit_price":99999999999999999999,"x":`, 1) },
+	func(s string) string {
+		return strings.Replace(s, `"unit_price":`, `"unit_price":99999999999999999999,"x":`, 1)
+	},
 	func(s string) string { return strings.Replace(s, `"sku":"`, `"sku":"\ud800`, 1) },
 	func(s string) string { return strings.Replace(s, `"sku":"`, "\"sku\":\"\xff", 1) },
 	func(s string) string { return strings.Replace(s, `"sku":"`, `"sku":"\u00e9\"`, 1) },
@@ -73,11 +75,19 @@ var mutations = []func(string) string{
 	func(s string) string { return strings.Replace(s, `"cart":{`, `"cart":{"currency":7,`, 1) },
 	func(s string) string { return strings.Replace(s, `"cart":`, `"user":[],"cart":`, 1) },
 	func(s string) string { return regexp.MustCompile(`"sku":"[^"]*"`).ReplaceAllString(s, `"sku":null`) },
-	func(s string) string { return regexp.MustCompile(`"unit_price":\d+`).ReplaceAllString(s, `"unit_price":null`) },
-	func(s string) string { return regexp.MustCompile(`"quantity":\d+`).ReplaceAllString(s, `"quantity":null`) },
-	func(s string) string { return regexp.MustCompile(`"category":"[^"]*"`).ReplaceAllString(s, `"category":null`) },
+	func(s string) string {
+		return regexp.MustCompile(`"unit_price":\d+`).ReplaceAllString(s, `"unit_price":null`)
+	},
+	func(s string) string {
+		return regexp.MustCompile(`"quantity":\d+`).ReplaceAllString(s, `"quantity":null`)
+	},
+	func(s string) string {
+		return regexp.MustCompile(`"category":"[^"]*"`).ReplaceAllString(s, `"category":null`)
+	},
 	func(s string) string { return regexp.MustCompile(`"items":\[.*\]`).ReplaceAllString(s, `"items":null`) },
-	func(s string) string { return regexp.MustCompile(`"tags":\[[^]]*\]`).ReplaceAllString(s, `"tags":null`) },
+	func(s string) string {
+		return regexp.MustCompile(`"tags":\[[^]]*\]`).ReplaceAllString(s, `"tags":null`)
+	},
 	func(s string) string { return strings.Replace(s, `"cart":{`, `"user":null,"cart":{`, 1) },
 	func(s string) string { return `{"cart":null}` },
 	func(s string) string { return `{"user":{}}` },
