@@ -123,8 +123,11 @@ func lineAmounts(buf []int64, items []Item) ([]int64, int64) {
 type celVars struct {
 	vars, cart map[string]any
 	items      []any
-	itemMaps   []map[string]any
-	set        bool
+	// boxed is items as an interface value, kept while items keeps its array and length:
+	// boxing a slice allocates.
+	boxed    any
+	itemMaps []map[string]any
+	set      bool
 }
 
 // fill binds user and the cart as CEL conditions see it. The cart, cur, amounts and total must
@@ -135,9 +138,12 @@ func (v *celVars) fill(user map[string]any, c *Cart, cur *string, amounts []int6
 		v.vars, v.cart = make(map[string]any, 2), make(map[string]any, 5)
 	}
 	if cap(v.items) < len(c.Items) {
-		v.items = make([]any, len(c.Items))
+		v.items, v.boxed = make([]any, len(c.Items)), nil
 	}
 	items := v.items[:len(c.Items)]
+	if b, ok := v.boxed.([]any); !ok || len(b) != len(items) {
+		v.boxed = items
+	}
 	for len(v.itemMaps) < len(c.Items) {
 		v.itemMaps = append(v.itemMaps, make(map[string]any, 7))
 	}
@@ -150,7 +156,7 @@ func (v *celVars) fill(user map[string]any, c *Cart, cur *string, amounts []int6
 	}
 	v.cart["business_line"], v.cart["channel"] = &c.BusinessLine, &c.Channel
 	v.cart["currency"] = cur
-	v.cart["amount"], v.cart["items"] = total, items
+	v.cart["amount"], v.cart["items"] = total, v.boxed
 	v.vars["user"], v.vars["cart"] = user, v.cart
 	v.set = true
 	return v.vars
@@ -169,6 +175,6 @@ func (v *celVars) reset() {
 		clear(m)
 	}
 	if len(v.itemMaps) > 64 {
-		v.itemMaps = nil // a large cart's maps are not kept
+		v.itemMaps, v.items, v.boxed = nil, nil, nil // a large cart's maps are not kept
 	}
 }

@@ -22,6 +22,8 @@
 // items free), then its CEL condition, then its threshold; the threshold hint ("¥12.00 more for
 // ¥30.00 off") is only given when the threshold is the one thing missing. The work that depends
 // only on the template and the cart is done once per template, however many coupons share it.
+// Buffer.Evaluate gives the same answer into memory reused from one evaluation to the next, for
+// callers that evaluate many wallets in turn and care about the tail latency.
 //
 // # Best pick and best stack
 //

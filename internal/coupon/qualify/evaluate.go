@@ -27,10 +27,11 @@ func (s *slab[T]) take(n int) []T {
 }
 
 // evaluator holds one evaluation's cart, scratch space and per-template results. Evaluators are
-// pooled: what an evaluation hands back (outcomes, splits, reasons, picks) is always freshly
-// allocated; the scratch is kept for the next evaluation.
+// pooled: what an evaluation hands back (outcomes, splits, reasons, picks) is freshly allocated,
+// or taken from a Buffer's memory (see resultMem); the scratch is kept for the next evaluation.
 type evaluator struct {
-	in      *Input
+	input   Input
+	in      *Input // &input
 	msg     messages
 	cart    *Cart
 	cur     *currency
@@ -56,37 +57,43 @@ type evaluator struct {
 	keySlots []int32
 	keys     []keyTemplate
 	tevals   []tmplEval
-	// tidx are the outcomes' template evaluations (-1: missing); appl lists the applicable
-	// outcomes.
-	tidx, appl []int32
-	sp         splitter
-	scratch    []int64
-	idx        slab[int32]
+	// cs are the coupons' answers (see couponEval); appl lists the applicable coupons.
+	cs      []couponEval
+	appl    []int32
+	sp      splitter
+	scratch []int64
+	idx     slab[int32]
 	// shares carves the splits the result holds: it starts empty for every evaluation.
 	shares slab[Share]
-	// rbuf holds the evaluation's reasons, named by spans (rspan: each outcome's), until publish
-	// copies them into one block of the result.
-	rbuf  []Reason
-	rspan []reasonSpan
+	// rbuf holds the evaluation's reasons, named by spans, until writeOutcomes copies them into
+	// one block of the result.
+	rbuf []Reason
 	// splitItems is how many shares the splits of the applicable templates hold: they are
 	// allocated at once, by computeSplits, when every coupon has been qualified.
 	splitItems int
 	// missing is the reason of the coupons whose template is missing, shared.
 	missing reasonSpan
-	// notFor caches the "not valid for" reasons of this cart's values, lastTime the last
-	// not-started and expired reasons.
-	notFor   []notForReason
+	// notFor caches the "not valid for" reasons of this cart's values (see notForReason), by
+	// dimension and item (the cart first), lastTime the last not-started and expired reasons.
+	notFor   []Reason
 	lastTime [2]timeReasonAt
 	// The stack search's and leftOut's scratch.
-	inStack []bool
-	groups  []groupUse
-	full    []fullReason
-	leftBy  []reasonSpan
-	cands   []cand
-	group   []*cand
+	inStack   []bool
+	groups    []groupUse
+	full      []fullReason
+	leftBy    []reasonSpan
+	cands     []cand
+	group     []*cand
+	applyKeys []applyKey
 	// stacks are, per family, its best exclusive coupon alone and its best group stack.
 	stacks [numFamilies][2]stack
 	search searcher
+	// groupIDs and keyIDs number the stack groups and the template keys of the templates met.
+	groupIDs, keyIDs idTable
+	// mem is where the result's memory comes from (see resultMem).
+	mem resultMem
+	// strs holds the messages of the evaluator's last evaluations.
+	strs interner
 	// nodes is the most nodes a stack search of this evaluation visited; budget, when set,
 	// replaces maxSearchNodes (for tests).
 	nodes, budget int
@@ -95,21 +102,28 @@ type evaluator struct {
 // tmplEval is what a template gives for the cart, shared by every coupon of that template.
 type tmplEval struct {
 	t *Template
+	// elig are the indexes of the eligible items and base their amount; mask has their bits when
+	// the cart has at most 64 items.
+	elig []int32
+	mask uint64
+	// split is set by computeSplits for the templates that apply (wantSplit).
+	split []Share
+	base  int64
+	// soft (condition, threshold) and value are computed once a coupon needs them (softDone).
+	value int64
+	soft  reasonSpan
 	// hard are the reasons that do not depend on the coupon: currency, business line, channel,
 	// no eligible item.
 	hard reasonSpan
-	// elig are the indexes of the eligible items and base their amount.
-	elig []int32
-	base int64
-	// soft (condition, threshold), value and split are computed once a coupon needs them.
-	softDone bool
-	soft     reasonSpan
-	value    int64
-	// split is set by computeSplits for the templates that apply (wantSplit).
-	wantSplit bool
-	split     []Share
 	// rep is the outcome index of the template's candidate for the stack search (-1: none).
 	rep int32
+	// group and key number the template's stack group and key within the evaluation (see
+	// idTable), once a coupon of it applies; kind and excl are the template's, so that later
+	// passes need not read it.
+	group, key          int32
+	kind                int8
+	excl                bool
+	softDone, wantSplit bool
 }
 
 var evaluators = sync.Pool{New: func() any { return &evaluator{} }}
@@ -123,8 +137,9 @@ func getEvaluator(in *Input) *evaluator {
 
 // setup readies e, new or pooled, for in.
 func (e *evaluator) setup(in *Input) {
-	e.in, e.cart = in, &in.Cart
-	e.msg = messages{zh: strings.HasPrefix(in.Lang, "zh")}
+	e.input = *in // a copy, so that the caller's Input need not escape to the heap
+	e.in, e.cart = &e.input, &e.input.Cart
+	e.msg = messages{zh: strings.HasPrefix(in.Lang, "zh"), strs: &e.strs}
 	e.cur = currencyOf(in.Cart.Currency)
 	e.amounts, e.total = lineAmounts(e.amounts, in.Cart.Items)
 	e.itemHash = resize(e.itemHash, len(in.Cart.Items))
@@ -152,7 +167,10 @@ func (e *evaluator) setup(in *Input) {
 			e.cartBits[d] |= 1 << b
 		}
 	}
+	e.notFor = resize(e.notFor, int(numDims)*(len(in.Cart.Items)+1))
 	e.tevals = e.tevals[:0]
+	e.groupIDs.reset()
+	e.keyIDs.reset()
 	size := 16
 	for size < 2*len(in.Coupons) {
 		size *= 2
@@ -172,6 +190,8 @@ func (e *evaluator) setup(in *Input) {
 func (e *evaluator) release() {
 	clear(e.tevals)
 	clear(e.keys)
+	e.groupIDs.release()
+	e.keyIDs.release()
 	clear(e.itemVals)
 	clear(e.cands)
 	clear(e.group)
@@ -184,12 +204,12 @@ func (e *evaluator) release() {
 	clear(e.full)
 	e.full = e.full[:0]
 	e.lastTime = [2]timeReasonAt{}
-	e.notFor = e.notFor[:0]
-	e.in, e.cart, e.vars = nil, nil, nil
+	e.in, e.cart, e.vars, e.input = nil, nil, nil, Input{}
 	e.cel.reset()
 	clear(e.conds)
 	e.conds = e.conds[:0]
 	e.shares = slab[Share]{}
+	e.mem = resultMem{}
 	clear(e.rbuf)
 	e.search.release()
 	if cap(e.tevals) > 4096 || cap(e.keys) > 4096 || cap(e.rbuf) > 1<<14 || cap(e.idx.buf) > 1<<16 ||
@@ -210,62 +230,123 @@ func resize[T any](s []T, n int) []T {
 }
 
 // evaluate qualifies every coupon against a valid cart and picks the best single coupon and the
-// best stack.
-func evaluate(in *Input) Result {
+// best stack. The result's memory comes from mem when it is not nil (and what was used is left in
+// it), else it is allocated.
+func evaluate(in *Input, mem *resultMem) Result {
 	e := getEvaluator(in)
 	defer e.release()
-	return e.run()
+	if mem == nil {
+		return e.run()
+	}
+	e.mem = *mem
+	res := e.run()
+	*mem = e.mem
+	return res
+}
+
+// resultMem is the memory a Result references: its outcomes, the splits' shares, the reasons, and
+// the picks and their coupon ids. An evaluation takes each array from it when it is large enough,
+// else allocates one, and leaves there the arrays it used, for a Buffer's next evaluation.
+type resultMem struct {
+	outs    []Outcome
+	shares  []Share
+	reasons []Reason
+	// picks holds the picks, and ids their coupon ids (in picks.ids unless there are many).
+	picks *picks
+	ids   []string
+}
+
+// picks are the best single coupon and the best stack, allocated at once with room for the ids of
+// a stack of up to 7 coupons.
+type picks struct {
+	p   [2]Pick
+	ids [8]string
+}
+
+// Which pick of picks.p.
+const (
+	pickSingle = iota
+	pickStack
+)
+
+// pick returns pick k of the result, with room for n coupon ids.
+func (m *resultMem) pick(k, n int) *Pick {
+	if m.picks == nil {
+		m.picks = new(picks)
+	}
+	if m.ids == nil {
+		m.ids = m.picks.ids[:0]
+	}
+	if cap(m.ids)-len(m.ids) < n {
+		m.ids = make([]string, 0, max(n, 8))
+	}
+	l := len(m.ids)
+	m.ids = m.ids[:l+n]
+	m.picks.p[k] = Pick{CouponIDs: m.ids[l : l+n : l+n]}
+	return &m.picks.p[k]
+}
+
+// reuse returns s with length n, reusing its array when it is large enough; the contents are
+// left as they are. It is never nil: an empty result has an empty list of outcomes, not none.
+func reuse[T any](s []T, n int) []T {
+	if s == nil || cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
 }
 
 func (e *evaluator) run() Result {
 	in := e.in
-	res := Result{Amount: e.total, Coupons: make([]Outcome, len(in.Coupons))}
-	outs := res.Coupons
-	e.tidx = resize(e.tidx, len(in.Coupons))
-	e.rspan = resize(e.rspan, len(in.Coupons))
+	e.cs = reuse(e.cs, len(in.Coupons))
 	e.appl = e.appl[:0]
+	e.mem.ids = e.mem.ids[:0]
 	best := -1
 	for i := range in.Coupons {
-		o := &outs[i]
-		ti, rs := e.outcome(o, &in.Coupons[i])
-		e.tidx[i], e.rspan[i] = ti, rs
-		if !o.Applicable {
+		ce := e.qualifyCoupon(i)
+		e.cs[i] = ce
+		if !ce.applies {
 			continue
 		}
 		e.appl = append(e.appl, int32(i))
-		if o.Discount > 0 {
-			if best < 0 || betterSingle(o, &outs[best]) {
+		if te := &e.tevals[ce.ti]; te.value > 0 {
+			if best < 0 || e.betterSingle(i, best) {
 				best = i
 			}
-			e.offer(&e.tevals[ti], outs, i)
+			e.offer(te, i)
 		}
 	}
 	e.computeSplits()
-	for _, i := range e.appl {
-		outs[i].Split = e.tevals[e.tidx[i]].split
-	}
+	res := Result{Amount: e.total}
 	if best >= 0 {
-		res.Best.Single = &Pick{CouponIDs: []string{outs[best].CouponID}, Discount: outs[best].Discount}
+		res.Best.Single = e.mem.pick(pickSingle, 1)
+		res.Best.Single.CouponIDs[0] = in.Coupons[best].ID
+		res.Best.Single.Discount = e.tevals[e.cs[best].ti].value
 	}
-	e.bestStack(&res, e.tidx)
-	e.publish(outs)
+	e.bestStack(&res)
+	res.Coupons = e.writeOutcomes()
 	return res
 }
 
-// outcome qualifies one coupon into o (zero); it returns the index of its template's evaluation
-// (-1 when the template is missing) and, when it does not apply, its reasons. The split of an
-// applicable coupon is left to computeSplits, the reasons to publish.
-func (e *evaluator) outcome(o *Outcome, c *Coupon) (int32, reasonSpan) {
-	o.CouponID, o.Template, o.ExpiresAt = c.ID, c.TemplateKey, c.ExpiresAt
+// couponEval is one coupon's answer until writeOutcomes writes it: pointer-free and small, so that
+// the evaluation's passes over the coupons read a few kilobytes rather than the outcomes.
+type couponEval struct {
+	ti int32 // its template's evaluation, -1 when the template is missing
+	// rs are its reasons: why it does not apply, or why it is left out of the best stack.
+	rs      reasonSpan
+	applies bool
+}
+
+// qualifyCoupon qualifies coupon i. The split of an applicable coupon is left to computeSplits.
+func (e *evaluator) qualifyCoupon(i int) couponEval {
+	c := &e.in.Coupons[i]
 	ti := e.templateOf(c)
 	if ti < 0 {
 		if e.missing.n == 0 {
 			e.missing = e.addReasons(e.msg.templateMissing())
 		}
-		return -1, e.missing
+		return couponEval{ti: -1, rs: e.missing}
 	}
 	te := &e.tevals[ti]
-	o.Type = te.t.typ
 	var timeReason *Reason
 	switch now := &e.in.Now; {
 	case now.Before(c.StartsAt) && !c.StartsAt.IsZero():
@@ -278,20 +359,76 @@ func (e *evaluator) outcome(o *Outcome, c *Coupon) (int32, reasonSpan) {
 		rs := e.addReasons(*timeReason)
 		e.rbuf = append(e.rbuf, e.rbuf[te.hard.off:te.hard.off+te.hard.n]...)
 		rs.n += te.hard.n
-		return ti, rs
+		return couponEval{ti: ti, rs: rs}
 	case te.hard.n > 0:
-		return ti, te.hard
+		return couponEval{ti: ti, rs: te.hard}
 	}
 	e.qualify(te)
 	if te.soft.n > 0 {
-		return ti, te.soft
+		return couponEval{ti: ti, rs: te.soft}
 	}
-	o.Applicable, o.Discount = true, te.value
-	if !te.wantSplit {
+	if !te.wantSplit { // the template's first applicable coupon
 		te.wantSplit = true
 		e.splitItems += len(te.elig)
+		te.group = e.groupIDs.id(te.t.groupHash, te.t.group)
+		te.key = e.keyIDs.id(te.t.keyHash, te.t.Key)
 	}
-	return ti, reasonSpan{}
+	return couponEval{ti: ti, applies: true}
+}
+
+// outcome qualifies coupon i into o, all but its split and reasons (see fill).
+func (e *evaluator) outcome(o *Outcome, i int) couponEval {
+	ce := e.qualifyCoupon(i)
+	e.fill(o, &e.in.Coupons[i], ce)
+	return ce
+}
+
+// fill writes every field of coupon c's outcome but its split and reasons.
+func (e *evaluator) fill(o *Outcome, c *Coupon, ce couponEval) {
+	o.CouponID, o.Template, o.ExpiresAt = c.ID, c.TemplateKey, c.ExpiresAt
+	o.Type, o.Applicable, o.Discount = e.typeAndValue(ce)
+}
+
+// typeAndValue are the type, applicability and value of an outcome.
+func (e *evaluator) typeAndValue(ce couponEval) (string, bool, int64) {
+	if ce.ti < 0 {
+		return "", false, 0
+	}
+	te := &e.tevals[ce.ti]
+	if !ce.applies {
+		return kindTypes[te.t.kind], false, 0
+	}
+	return kindTypes[te.t.kind], true, te.value
+}
+
+// writeOutcomes writes the outcomes, in wallet order and in one pass over their memory: every
+// field of each is written once, so reused memory needs no clearing first. The reasons are copied
+// into one block.
+func (e *evaluator) writeOutcomes() []Outcome {
+	outs := reuse(e.mem.outs, len(e.cs))
+	e.mem.outs = outs
+	var block []Reason
+	if len(e.rbuf) > 0 {
+		block = reuse(e.mem.reasons, len(e.rbuf))
+		e.mem.reasons = block
+		copy(block, e.rbuf)
+	}
+	for i := range outs {
+		ce, c := e.cs[i], &e.in.Coupons[i]
+		var split []Share
+		if ce.applies {
+			split = e.tevals[ce.ti].split
+		}
+		var reasons []Reason
+		if sp := ce.rs; sp.n > 0 {
+			reasons = block[sp.off : sp.off+sp.n : sp.off+sp.n]
+		}
+		o := &outs[i]
+		o.CouponID, o.Template, o.ExpiresAt = c.ID, c.TemplateKey, c.ExpiresAt
+		o.Type, o.Applicable, o.Discount = e.typeAndValue(ce)
+		o.Split, o.Reasons = split, reasons
+	}
+	return outs
 }
 
 // reasonSpan names reasons of an evaluation: rbuf[off:off+n].
@@ -309,26 +446,13 @@ func (e *evaluator) addReasons(rs ...Reason) reasonSpan {
 // reasons are the reasons of a span, in the evaluation's scratch: for immediate use only.
 func (e *evaluator) reasons(sp reasonSpan) []Reason { return e.rbuf[sp.off : sp.off+sp.n] }
 
-// publish copies the evaluation's reasons into one block and gives the outcomes theirs (rspan).
-func (e *evaluator) publish(outs []Outcome) {
-	if len(e.rbuf) == 0 {
-		return
-	}
-	block := make([]Reason, len(e.rbuf))
-	copy(block, e.rbuf)
-	for i, sp := range e.rspan {
-		if sp.n > 0 {
-			outs[i].Reasons = block[sp.off : sp.off+sp.n : sp.off+sp.n]
-		}
-	}
-}
-
 // computeSplits computes the splits of the templates that apply, in one block.
 func (e *evaluator) computeSplits() {
 	if e.splitItems == 0 {
 		return
 	}
-	e.shares = slab[Share]{buf: make([]Share, 0, e.splitItems)}
+	e.mem.shares = reuse(e.mem.shares, e.splitItems)
+	e.shares = slab[Share]{buf: e.mem.shares[:0]}
 	for i := range e.tevals {
 		if te := &e.tevals[i]; te.wantSplit {
 			te.split = e.split(te.value, te.elig, e.amounts)
@@ -349,21 +473,38 @@ func (e *evaluator) fillSplits(outs []Outcome, tidx []int32) {
 
 // offer makes the applicable coupon i of positive value its template's candidate for the stack
 // search when it expires before the template's candidate so far (ties: the smaller id).
-func (e *evaluator) offer(te *tmplEval, outs []Outcome, i int) {
-	o := &outs[i]
-	if r := te.rep; r < 0 || cmpExpiry(o.ExpiresAt, outs[r].ExpiresAt) < 0 ||
-		(o.ExpiresAt.Equal(outs[r].ExpiresAt) && o.CouponID < outs[r].CouponID) {
+func (e *evaluator) offer(te *tmplEval, i int) {
+	if r := te.rep; r < 0 || earlier(&e.in.Coupons[i], &e.in.Coupons[r]) {
 		te.rep = int32(i)
 	}
+}
+
+// earlier reports whether a expires before b, "no expiry" last (ties: the smaller id).
+func earlier(a, b *Coupon) bool {
+	if c := cmpExpiry(a.ExpiresAt, b.ExpiresAt); c != 0 {
+		return c < 0
+	}
+	return a.ID < b.ID
+}
+
+// betterSingle reports whether the applicable coupon i is a better single coupon than j: higher
+// value, then earlier expiry, then smaller id.
+func (e *evaluator) betterSingle(i, j int) bool {
+	if vi, vj := e.tevals[e.cs[i].ti].value, e.tevals[e.cs[j].ti].value; vi != vj {
+		return vi > vj
+	}
+	return earlier(&e.in.Coupons[i], &e.in.Coupons[j])
 }
 
 // templateOf returns the index of the evaluation of c's template, -1 when it is missing. Templates
 // are looked up once per key and version.
 func (e *evaluator) templateOf(c *Coupon) int32 {
 	mask := uint64(len(e.keySlots) - 1)
-	h := quickHash(c.TemplateKey, c.TemplateVersion) & mask
+	hash := keyHash(c.TemplateKey, c.TemplateVersion)
+	h := hash & mask
 	for ; e.keySlots[h] != 0; h = (h + 1) & mask {
-		if k := &e.keys[e.keySlots[h]-1]; k.version == c.TemplateVersion && k.key == c.TemplateKey {
+		k := &e.keys[e.keySlots[h]-1]
+		if k.hash == hash && k.version == c.TemplateVersion && k.key == c.TemplateKey {
 			return k.ti
 		}
 	}
@@ -375,31 +516,101 @@ func (e *evaluator) templateOf(c *Coupon) int32 {
 	if t != nil {
 		ti = e.template(t)
 	}
-	e.keys = append(e.keys, keyTemplate{key: c.TemplateKey, version: c.TemplateVersion, ti: ti})
+	e.keys = append(e.keys, keyTemplate{hash: hash, key: c.TemplateKey, version: c.TemplateVersion,
+		ti: ti})
 	e.keySlots[h] = int32(len(e.keys))
 	return ti
 }
 
-// quickHash is a hash of a key and version for an evaluation's table of keys: FNV-1a over the
-// key's first and last 16 bytes, mixed with its length and the version.
-func quickHash(key string, version int) uint64 {
-	h := uint64(len(key))*0x9e3779b97f4a7c15 ^ uint64(version)*0xbf58476d1ce4e5b9
-	head, tail := key, ""
-	if len(key) > 32 {
-		head, tail = key[:16], key[len(key)-16:]
-	}
-	for i := 0; i < len(head); i++ {
-		h = (h ^ uint64(head[i])) * 0x100000001b3
-	}
-	for i := 0; i < len(tail); i++ {
-		h = (h ^ uint64(tail[i])) * 0x100000001b3
-	}
-	return h ^ h>>29
+// idTable numbers strings (stack groups, template keys) from 0 in the order they are met: an
+// open-addressing table of their numbers (1 + number; 0: free) on their hashes, kept at most half
+// full.
+type idTable struct {
+	slots  []int32
+	names  []string
+	hashes []uint64
 }
 
-// keyTemplate is a template key and version met by an evaluation and the index of its template's
-// evaluation (-1: missing).
+// id returns the number of name, whose hash is h.
+func (t *idTable) id(h uint64, name string) int32 {
+	if 2*(len(t.names)+1) > len(t.slots) {
+		t.grow()
+	}
+	mask := uint64(len(t.slots) - 1)
+	i := h & mask
+	for ; t.slots[i] != 0; i = (i + 1) & mask {
+		if n := t.slots[i] - 1; t.hashes[n] == h && t.names[n] == name {
+			return n
+		}
+	}
+	t.names, t.hashes = append(t.names, name), append(t.hashes, h)
+	t.slots[i] = int32(len(t.names))
+	return int32(len(t.names) - 1)
+}
+
+// grow doubles the table (16 slots at first) and places the names again.
+func (t *idTable) grow() {
+	t.slots = resize(t.slots, max(16, 2*len(t.slots)))
+	mask := uint64(len(t.slots) - 1)
+	for n, h := range t.hashes {
+		i := h & mask
+		for t.slots[i] != 0 {
+			i = (i + 1) & mask
+		}
+		t.slots[i] = int32(n + 1)
+	}
+}
+
+// len is how many names the table holds.
+func (t *idTable) len() int { return len(t.names) }
+
+// reset empties the table, keeping its arrays.
+func (t *idTable) reset() {
+	clear(t.slots)
+	t.names, t.hashes = t.names[:0], t.hashes[:0]
+}
+
+// release drops the names.
+func (t *idTable) release() { clear(t.names) }
+
+// keyHash is a hash of a template key and version for an evaluation's table of keys. Keys are
+// short: it reads them eight bytes at a time, inline, which costs less than a call of maphash.
+func keyHash(key string, version int) uint64 {
+	h := uint64(len(key)) ^ uint64(version)*0x9e3779b97f4a7c15
+	for ; len(key) > 8; key = key[8:] {
+		h = (h ^ le64(key)) * 0xbf58476d1ce4e5b9
+		h ^= h >> 31
+	}
+	// The last 1 to 8 bytes: two loads that overlap when there are fewer than 8.
+	var tail uint64
+	switch n := len(key); {
+	case n >= 4:
+		tail = uint64(le32(key)) | uint64(le32(key[n-4:]))<<32
+	case n > 0:
+		tail = uint64(key[0]) | uint64(key[n/2])<<8 | uint64(key[n-1])<<16
+	}
+	h = (h ^ tail) * 0xbf58476d1ce4e5b9 // the finalizer of splitmix64
+	h = (h ^ h>>27) * 0x94d049bb133111eb
+	return h ^ h>>31
+}
+
+// le64 is the first eight bytes of s as a little-endian number (one load).
+func le64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// le32 is the first four bytes of s as a little-endian number (one load).
+func le32(s string) uint32 {
+	_ = s[3]
+	return uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
+}
+
+// keyTemplate is a template key and version met by an evaluation, their hash (see keyHash) and
+// the index of their template's evaluation (-1: missing).
 type keyTemplate struct {
+	hash    uint64
 	key     string
 	version int
 	ti      int32
@@ -417,52 +628,61 @@ func (e *evaluator) template(t *Template) int32 {
 	}
 	i := int32(len(e.tevals))
 	e.slots[h] = i + 1
-	e.tevals = append(e.tevals, tmplEval{t: t, rep: -1})
-	te := &e.tevals[i]
-	var hard [numDims + 2]Reason
-	n := 0
-	if t.currency != e.cur.code {
-		hard[n] = e.msg.currency(t.currency)
-		n++
+	e.tevals = append(e.tevals, tmplEval{t: t, rep: -1, kind: t.kind, excl: t.excl})
+	e.hardReasons(&e.tevals[i])
+	return i
+}
+
+// hardReasons finds the template's eligible items and their amount, and its reasons that do not
+// depend on the coupon, appended to rbuf (nothing else appends there meanwhile).
+func (e *evaluator) hardReasons(te *tmplEval) {
+	t := te.t
+	at := len(e.rbuf)
+	if t.cur != e.cur { // both come from currencies: one pointer per code
+		e.rbuf = append(e.rbuf, e.msg.currency(t.Spec.Currency))
 	}
 	for i := range t.rules[:t.cartRules] {
 		r := &t.rules[i]
 		if v := cartValue(e.cart, r.d); !r.admits(v) {
-			hard[n] = e.notForReason(r.d, v)
-			n++
+			e.rbuf = append(e.rbuf, e.notForReason(r.d, -1))
 		}
 	}
+	te.elig = e.allIdx
 	if t.itemRules() {
-		n = e.eligibleItems(te, hard[:], n)
-	} else {
-		te.elig = e.allIdx
+		e.eligibleItems(te)
 	}
-	if n == 0 {
-		for _, i := range te.elig {
-			te.base += e.amounts[i]
+	if len(e.allBits) == 1 {
+		te.mask = e.allBits[0]
+		if len(te.elig) < len(e.allIdx) {
+			te.mask = e.live[0] // what eligibleItems left
+		}
+	}
+	if len(e.rbuf) == at {
+		if len(te.elig) == len(e.allIdx) {
+			te.base = e.total // every item: the cart's total is their sum
+		} else {
+			for _, i := range te.elig {
+				te.base += e.amounts[i]
+			}
 		}
 		if te.base == 0 {
-			hard[n] = e.msg.noPricedItem()
-			n++
+			e.rbuf = append(e.rbuf, e.msg.noPricedItem())
 		}
 	}
-	if n > 0 {
-		te.hard = e.addReasons(hard[:n]...)
-	}
-	return i
+	te.hard = reasonSpan{off: int32(at), n: int32(len(e.rbuf) - at)}
 }
 
-// eligibleItems finds the items every item-level rule admits. When there is none, it adds one
-// reason per dimension that turned an item away first, in dimension order, naming the first such
-// item's value. The rules are applied in turn to the items the earlier ones admitted, so an item
-// is turned away by its first failing rule. Only the items whose value's hash bit is among the
-// rule's bits (see withBits) are compared with its lists.
-func (e *evaluator) eligibleItems(te *tmplEval, hard []Reason, n int) int {
+// eligibleItems finds the items every item-level rule admits. When there is none, it appends to
+// rbuf one reason per dimension that turned an item away first, in dimension order, naming the
+// first such item's value. The rules are applied in turn to the items the earlier ones admitted,
+// so an item is turned away by its first failing rule. Only the items whose value's hash bit is
+// among the rule's bits (see withBits) are compared with its lists.
+func (e *evaluator) eligibleItems(te *tmplEval) {
 	t := te.t
 	live := e.live[:len(e.allBits)]
 	copy(live, e.allBits)
 	var failed [numDims]int32 // 1 + the index of the first item turned away by that dimension
-	for ri := t.cartRules; ri < len(t.rules); ri++ {
+	for ri := int(t.cartRules); ri < len(t.rules); ri++ {
 		r := &t.rules[ri]
 		d := r.d
 		ex, in := r.ebits&e.cartBits[d], r.ibits&e.cartBits[d]
@@ -499,7 +719,7 @@ func (e *evaluator) eligibleItems(te *tmplEval, hard []Reason, n int) int {
 	switch {
 	case count == len(e.allIdx):
 		te.elig = e.allIdx
-		return n
+		return
 	case count > 0:
 		elig := e.idx.take(count)
 		k := 0
@@ -510,15 +730,14 @@ func (e *evaluator) eligibleItems(te *tmplEval, hard []Reason, n int) int {
 			}
 		}
 		te.elig = elig
-		return n
+		return
 	}
+	te.elig = nil
 	for d := firstItemDim; d < numDims; d++ {
 		if failed[d] > 0 {
-			hard[n] = e.notForReason(d, e.itemVals[failed[d]-1][d])
-			n++
+			e.rbuf = append(e.rbuf, e.notForReason(d, int(failed[d]-1)))
 		}
 	}
-	return n
 }
 
 // withBits is word w of the set of items whose value of dimension d has its hash bit (hashBit) in
@@ -608,23 +827,18 @@ func (e *evaluator) split(value int64, elig []int32, weights []int64) []Share {
 	return out
 }
 
-// notForReason is the "not valid for" reason of a dimension's value, built once per evaluation.
-func (e *evaluator) notForReason(d dim, v string) Reason {
-	for i := range e.notFor {
-		if r := &e.notFor[i]; r.d == d && r.v == v {
-			return r.r
+// notForReason is the "not valid for" reason of dimension d's value on the cart (item < 0, for a
+// cart-level dimension) or on item item, built once per evaluation.
+func (e *evaluator) notForReason(d dim, item int) Reason {
+	slot := &e.notFor[int(d)*(len(e.amounts)+1)+item+1]
+	if slot.Code == "" {
+		v := cartValue(e.cart, d)
+		if item >= 0 {
+			v = e.itemVals[item][d]
 		}
+		*slot = e.msg.notFor(d, v)
 	}
-	r := e.msg.notFor(d, v)
-	e.notFor = append(e.notFor, notForReason{d: d, v: v, r: r})
-	return r
-}
-
-// notForReason is a cached "not valid for" reason.
-type notForReason struct {
-	d dim
-	v string
-	r Reason
+	return *slot
 }
 
 // timeReasonAt is a not-started or expired reason and its time.

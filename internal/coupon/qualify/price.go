@@ -56,11 +56,11 @@ func (e *evaluator) chosen(fs *problem.Fields, ids []string) ([]Outcome, []int32
 			fs.Add(path, "%s", e.msg.pick("not in the wallet", "不在券包中"))
 			continue
 		}
-		var rs reasonSpan
-		tis[k], rs = e.outcome(&outs[k], &e.in.Coupons[i])
-		if !outs[k].Applicable {
-			msgs := make([]string, rs.n)
-			for j, r := range e.reasons(rs) {
+		ce := e.outcome(&outs[k], i)
+		tis[k] = ce.ti
+		if !ce.applies {
+			msgs := make([]string, ce.rs.n)
+			for j, r := range e.reasons(ce.rs) {
 				msgs[j] = r.Message
 			}
 			fs.Add(path, "%s", strings.Join(msgs, "; "))
@@ -121,7 +121,8 @@ func (e *evaluator) priceTogether(outs []Outcome, tis []int32) (Pick, []Outcome,
 	slices.SortFunc(order, cmpApply)
 	consume := family(cs[0].t) == famDiscount
 	s := &e.search
-	s.reset(order, s.denseIndexes(order), e.amounts, consume, &e.sp)
+	d := s.denseIndexes(order, e.groupIDs.len(), e.keyIDs.len())
+	s.reset(order, d, e.amounts, consume, &e.sp)
 	pick := Pick{CouponIDs: make([]string, len(order))}
 	for i, c := range order {
 		v := s.apply(c)

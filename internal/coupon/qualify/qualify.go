@@ -26,7 +26,29 @@ type Input struct {
 // Outcomes come in wallet order; coupons of one template may share their Split and Reasons
 // arrays, and coupons that fail or are left out for the same reason may share their Reasons
 // array, so treat the result as read-only. Evaluate is safe for concurrent use.
-func Evaluate(in Input) Result { return evaluate(&in) }
+func Evaluate(in Input) Result { return evaluate(&in, nil) }
+
+// Buffer keeps the memory of a Result between evaluations, for callers that evaluate one wallet
+// after another (a request handler with a sync.Pool of buffers): once a buffer has grown to the
+// wallets it sees, Evaluate on it allocates only what a CEL condition's evaluation allocates (and
+// the strings of messages not met lately), so the garbage collector has next to nothing to do and
+// the tail latency stays close to the median.
+//
+// The zero Buffer is ready to use. A Buffer is not safe for concurrent use; it keeps the memory of
+// the largest wallet it evaluated, so a pool should not keep the buffers of outsized wallets.
+type Buffer struct {
+	res Result
+	mem resultMem
+}
+
+// Evaluate is the package's Evaluate, into b: the same answer, but the Result and the arrays it
+// references (outcomes, splits, reasons, picks) live in b's memory and are overwritten by b's next
+// Evaluate: encode or copy what you need before evaluating again. Strings (ids, messages) are never
+// overwritten and stay valid.
+func (b *Buffer) Evaluate(in Input) *Result {
+	b.res = evaluate(&in, &b.mem)
+	return &b.res
+}
 
 // Price values one chosen combination (a redemption): every coupon must apply and the set must be
 // allowed together by the stacking rules. It returns the combination's pick and each coupon's

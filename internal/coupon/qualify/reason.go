@@ -11,6 +11,41 @@ import (
 // messages builds reason messages in one language.
 type messages struct {
 	zh bool
+	// strs, when set, holds the messages built before (see interner).
+	strs *interner
+}
+
+// str is the message built in b.
+func (m messages) str(b []byte) string {
+	if m.strs == nil {
+		return string(b)
+	}
+	return m.strs.str(b)
+}
+
+// interner keeps the messages an evaluator built lately, so that it allocates each message once:
+// stack groups, cart values, thresholds and expiry times recur from one evaluation to the next,
+// and a message allocated per evaluation is work for the garbage collector. It holds at most
+// maxInterned messages (then it starts again). Strings are immutable: results share them freely.
+type interner struct {
+	m map[string]string
+}
+
+// maxInterned bounds an interner.
+const maxInterned = 1024
+
+func (in *interner) str(b []byte) string {
+	if s, ok := in.m[string(b)]; ok { // no allocation: the conversion is only looked up
+		return s
+	}
+	if in.m == nil {
+		in.m = make(map[string]string, maxInterned)
+	} else if len(in.m) >= maxInterned {
+		clear(in.m)
+	}
+	s := string(b)
+	in.m[s] = s
+	return s
 }
 
 func (m messages) pick(en, zh string) string {
@@ -58,7 +93,7 @@ func (m messages) belowThreshold(t *Template, shortfall int64) Reason {
 			b = append(b, " off"...)
 		}
 	}
-	return Reason{Code: ReasonBelowThreshold, Message: string(b), Shortfall: shortfall}
+	return Reason{Code: ReasonBelowThreshold, Message: m.str(b), Shortfall: shortfall}
 }
 
 // appendOffer appends what the template gives: "¥30.00" or "15%".
@@ -88,7 +123,7 @@ func (m messages) notFor(d dim, value string) Reason {
 	default:
 		b = appendQuoted(append(append(append(b, "not valid for "...), dimEN[d]...), ' '), value)
 	}
-	return Reason{Code: dimReasons[d], Message: string(b)}
+	return Reason{Code: dimReasons[d], Message: m.str(b)}
 }
 
 // appendQuoted appends s quoted as strconv.Quote does, without its work when s is plain ASCII.
@@ -111,7 +146,7 @@ func (m messages) notStarted(at time.Time) Reason {
 	} else {
 		b = at.UTC().AppendFormat(append(b, "valid from "...), timeLayout)
 	}
-	return Reason{Code: ReasonNotStarted, Message: string(b)}
+	return Reason{Code: ReasonNotStarted, Message: m.str(b)}
 }
 
 func (m messages) expired(at time.Time) Reason {
@@ -122,7 +157,7 @@ func (m messages) expired(at time.Time) Reason {
 	} else {
 		b = at.UTC().AppendFormat(append(b, "expired at "...), timeLayout)
 	}
-	return Reason{Code: ReasonExpired, Message: string(b)}
+	return Reason{Code: ReasonExpired, Message: m.str(b)}
 }
 
 func (m messages) currency(code string) Reason {
@@ -192,5 +227,5 @@ func (m messages) groupFull(group string, limit int) Reason {
 		b = appendQuoted(append(b, "group "...), group)
 		b = append(strconv.AppendInt(append(b, " allows "...), int64(limit), 10), " per order"...)
 	}
-	return Reason{Code: ReasonLimitReached, Message: string(b)}
+	return Reason{Code: ReasonLimitReached, Message: m.str(b)}
 }

@@ -3,6 +3,7 @@ package qualify
 import (
 	"cmp"
 	"math"
+	"math/bits"
 	"slices"
 	"strings"
 )
@@ -53,14 +54,16 @@ type searcher struct {
 	mixed, pct, amt, rate topLists
 	mark                  []uint32
 	epoch                 uint32
+	// small: the cart has at most 64 items, and the candidates' masks are set.
+	small bool
 	// Scratch of denseIndexes, byGroup and prune.
-	keySlots, groupSlots []int32
-	lists                [][]int32
-	kth                  []int64
-	top                  []bool
-	kept                 []*cand
-	moved                []int32
-	vals                 []int64
+	groupOf, keyOf []int32
+	lists          [][]int32
+	kth            []int64
+	top            []bool
+	kept           []*cand
+	moved          []int32
+	vals           []int64
 	// Scratch of incumbent, groupPick and consider.
 	set, bestSet, inc, pickedBuf []int32
 	topBuf                       []int64
@@ -69,9 +72,9 @@ type searcher struct {
 	// staticBounds.
 	suffix []int64
 	// ub and most hold the bounds of the nodes on the current path (see bounds and mostSums), kids
-	// their children.
-	ub, most []int64
-	kids     []kid
+	// their children; worth, beside ub, the values of the candidates bounds valued.
+	ub, most, worth []int64
+	kids            []kid
 }
 
 // reset readies the searcher for the candidates cs (in application order), reusing its arrays.
@@ -88,6 +91,7 @@ func (s *searcher) reset(cs []*cand, d dense, amounts []int64, consume bool, sp 
 	s.amt.resize(d.groups, d.maxLimit)
 	s.rate.resize(d.groups, d.maxLimit)
 	s.mark, s.epoch = resize(s.mark, len(amounts)), 0
+	s.small = len(amounts) <= 64
 	s.use(cs, d)
 }
 
@@ -116,13 +120,13 @@ func (s *searcher) use(cs []*cand, d dense) {
 		}
 	}
 	s.top = seen
-	s.staticBounds()
 }
 
-// staticBounds sets suffix[k]: per group, the sum of the highest standalone values among the
-// candidates from k on, as many as the group's largest max_per_order. Values only shrink as a
-// stack grows and a group never holds more coupons than that, so it bounds any subtree from k; it
-// costs nothing at a node, where bounds costs a pass over the candidates.
+// staticBounds sets suffix[k], once the search's candidates are set: per group, the sum of the
+// highest standalone values among the candidates from k on, as many as the group's largest
+// max_per_order. Values only shrink as a stack grows and a group never holds more coupons than
+// that, so it bounds any subtree from k; it costs nothing at a node, where bounds costs a pass over
+// the candidates.
 func (s *searcher) staticBounds() {
 	s.suffix = resize(s.suffix, len(s.c)+1)
 	s.mixed.reset()
@@ -148,44 +152,24 @@ type dense struct {
 	maxLimit     int32
 }
 
-// denseIndexes numbers the candidates' stack groups and template keys from 0.
-func (s *searcher) denseIndexes(cs []*cand) dense {
-	// Keys and groups go through open-addressing tables of candidates (1 + index; 0: free) on
-	// the templates' key and group hashes, twice the candidates in size.
-	size := 16
-	for size < 2*len(cs) {
-		size *= 2
-	}
-	keySlots, groupSlots := resize(s.keySlots, size), resize(s.groupSlots, size)
-	mask := uint64(size - 1)
+// denseIndexes numbers the candidates' stack groups and template keys from 0, in the order the
+// candidates meet them, from their numbers in the evaluation (gid and kid, below groups and keys).
+func (s *searcher) denseIndexes(cs []*cand, groups, keys int) dense {
+	groupOf, keyOf := resize(s.groupOf, groups), resize(s.keyOf, keys) // 1 + the dense index
 	var d dense
-	for j, c := range cs {
-		c.key, c.group = -1, -1
-		h := c.t.keyHash & mask
-		for ; keySlots[h] != 0; h = (h + 1) & mask {
-			if o := cs[keySlots[h]-1]; o.t.Key == c.t.Key {
-				c.key = o.key
-				break
-			}
-		}
-		if c.key < 0 {
-			c.key, keySlots[h] = int32(d.keys), int32(j)+1
-			d.keys++
-		}
-		h = c.t.groupHash & mask
-		for ; groupSlots[h] != 0; h = (h + 1) & mask {
-			if o := cs[groupSlots[h]-1]; o.t.Spec.Stacking.Group == c.t.Spec.Stacking.Group {
-				c.group = o.group
-				break
-			}
-		}
-		if c.group < 0 {
-			c.group, groupSlots[h] = int32(d.groups), int32(j)+1
+	for _, c := range cs {
+		if groupOf[c.gid] == 0 {
 			d.groups++
+			groupOf[c.gid] = int32(d.groups)
 		}
+		if keyOf[c.kid] == 0 {
+			d.keys++
+			keyOf[c.kid] = int32(d.keys)
+		}
+		c.group, c.key = groupOf[c.gid]-1, keyOf[c.kid]-1
 		d.maxLimit = max(d.maxLimit, c.limit)
 	}
-	s.keySlots, s.groupSlots = keySlots, groupSlots
+	s.groupOf, s.keyOf = groupOf, keyOf
 	return d
 }
 
@@ -267,7 +251,7 @@ func (s *searcher) incumbent(lists [][]int32) ([]int32, int64) {
 	s.vals, s.set, s.bestSet = vals, set, bestSet
 	out := append(s.inc[:0], kept...)
 	s.inc = out
-	s.chosen = s.chosen[:0]
+	s.chosen = pick[:0] // keep the array pick may have grown
 	return out, total
 }
 
@@ -371,7 +355,7 @@ func (s *searcher) branch(k int) {
 		if s.same[j] && s.last() != int32(j-1) && !s.keyUsed[s.c[j-1].key] {
 			continue // its twin before it was left out: leaving this one in instead changes nothing
 		}
-		v := s.value(c)
+		v := s.worth[ubAt+j-k] // its value on what is left, as bounds found it
 		if v <= 0 || s.hopeless(s.cur+v, ub[j+1-k], m+1, m+1, most) {
 			continue
 		}
@@ -555,7 +539,7 @@ func (s *searcher) groupPick(g int32) *groupPick {
 		if c.limit <= count {
 			continue
 		}
-		v := c.t.Spec.Amount
+		v := c.t.amount
 		if !s.consume {
 			v = c.value
 		}
@@ -720,9 +704,11 @@ func (s *searcher) bounds(k int) {
 	s.epoch++
 	at := len(s.ub)
 	s.ub = slices.Grow(s.ub, len(s.c)-k+1)[:at+len(s.c)-k+1]
-	ub := s.ub[at:]
+	s.worth = slices.Grow(s.worth[:at], len(s.c)-k+1)[:at+len(s.c)-k+1]
+	ub, worth := s.ub[at:], s.worth[at:]
 	ub[len(ub)-1] = 0
 	var covered, pctCovered, mixed, pctSum, amtSum int64
+	var coveredMask, pctMask uint64 // for carts of at most 64 items, instead of the marks
 	pctEpoch := s.epoch + 1
 	for j := len(s.c) - 1; j >= k; j-- {
 		ub[j-k] = ub[j-k+1]
@@ -736,19 +722,30 @@ func (s *searcher) bounds(k int) {
 		var base int64
 		for _, i := range c.elig {
 			base += s.r[i]
-			if !s.consume {
-				continue
+		}
+		switch {
+		case !s.consume:
+		case s.small:
+			covered += s.sumOf(c.mask &^ coveredMask)
+			coveredMask |= c.mask
+			if pct {
+				pctCovered += s.sumOf(c.mask &^ pctMask)
+				pctMask |= c.mask
 			}
-			if s.mark[i] < s.epoch {
-				s.mark[i] = s.epoch
-				covered += s.r[i]
-			}
-			if pct && s.mark[i] < pctEpoch {
-				s.mark[i] = pctEpoch
-				pctCovered += s.r[i]
+		default:
+			for _, i := range c.elig {
+				if s.mark[i] < s.epoch {
+					s.mark[i] = s.epoch
+					covered += s.r[i]
+				}
+				if pct && s.mark[i] < pctEpoch {
+					s.mark[i] = pctEpoch
+					pctCovered += s.r[i]
+				}
 			}
 		}
 		w := c.t.value(base)
+		worth[j-k] = w
 		if w <= 0 {
 			continue
 		}
@@ -759,7 +756,7 @@ func (s *searcher) bounds(k int) {
 			continue
 		case pct:
 			pctSum += s.pct.insert(g, allow, w)
-			s.rate.insert(g, allow, c.t.Spec.PercentBP)
+			s.rate.insert(g, allow, c.t.bp)
 		default:
 			amtSum += s.amt.insert(g, allow, w)
 		}
@@ -783,6 +780,15 @@ func (s *searcher) bounds(k int) {
 	ub[0] = min(ub[0], min(pctSum, compounded)+amtSum)
 }
 
+// sumOf is what is left of the items of mask (a cart of at most 64 items).
+func (s *searcher) sumOf(mask uint64) int64 {
+	var sum int64
+	for ; mask != 0; mask &= mask - 1 {
+		sum += s.r[bits.TrailingZeros64(mask)]
+	}
+	return sum
+}
+
 // topLists keeps, per group, the highest values offered, highest first, as many as the group's
 // allowance (at most stride).
 type topLists struct {
@@ -800,10 +806,10 @@ func (t *topLists) reset() { clear(t.n) }
 // insert offers w to group g, which keeps its allow highest values; it returns how much the sum
 // of the kept values grew.
 func (t *topLists) insert(g int32, allow int32, w int64) int64 {
-	top := t.vals[int(g)*t.stride : int(g)*t.stride+int(allow)]
-	n := t.n[g]
+	top := t.vals[int(g)*t.stride:] // its first allow slots are the group's
+	n := int(t.n[g])
 	grew := w
-	if n == allow {
+	if n == int(allow) {
 		if w <= top[n-1] {
 			return 0
 		}

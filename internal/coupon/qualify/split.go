@@ -31,7 +31,11 @@ func Split(value int64, weights []int64) []int64 {
 // split writes into out[k] the share of item idx[k] (weights w[idx[k]]).
 func (sp *splitter) split(value int64, idx []int32, w []int64, out []int64) {
 	n := len(idx)
-	if n == 0 {
+	switch n {
+	case 0:
+		return
+	case 1: // the common case of one eligible item: all of it, whatever the weight
+		out[0] = value
 		return
 	}
 	var total uint64
@@ -59,17 +63,35 @@ func (sp *splitter) split(value int64, idx []int32, w []int64, out []int64) {
 	if left == 0 {
 		return
 	}
-	// left < n: the remainders' fractions sum to left and each is below 1.
-	if n <= 16 {
-		for ; left > 0; left-- {
-			best := -1
-			for k := range n {
-				if rem[k] > 0 && (best < 0 || rem[k] > rem[best]) {
-					best = k
+	// left < n: the remainders' fractions sum to left and each is below 1, so at least left of
+	// them are positive.
+	switch {
+	case n == 2: // left is 1: the cent goes to the larger remainder, ties to the first
+		k := 0
+		if rem[1] > rem[0] {
+			k = 1
+		}
+		out[k]++
+		return
+	case n <= 16:
+		// Item k gets a cent when fewer than left items come before it, by remainder (largest
+		// first, ties to the lower index): counted without branching on the remainders, which
+		// would mispredict.
+		for k := range n {
+			before := 0
+			for j := range k {
+				if rem[j] >= rem[k] {
+					before++
 				}
 			}
-			out[best]++
-			rem[best] = 0
+			for j := k + 1; j < n; j++ {
+				if rem[j] > rem[k] {
+					before++
+				}
+			}
+			if before < int(left) {
+				out[k]++
+			}
 		}
 		return
 	}

@@ -15,15 +15,13 @@ const (
 	numFamilies
 )
 
-func (c *cand) family() int {
-	if c.kind == kindSellerBonus {
-		return famBonus
-	}
-	return famDiscount
-}
+func (c *cand) family() int { return kindFamily(c.kind) }
 
-func family(t *Template) int {
-	if t.kind == kindSellerBonus {
+func family(t *Template) int { return kindFamily(t.kind) }
+
+// kindFamily is the family of a kind.
+func kindFamily(kind int8) int {
+	if kind == kindSellerBonus {
 		return famBonus
 	}
 	return famDiscount
@@ -36,10 +34,13 @@ type cand struct {
 	t     *Template
 	value int64 // standalone value
 	elig  []int32
+	mask  uint64 // elig as bits, when the cart has at most 64 items
 	exp   expiry
 	id    string
-	// group and key are dense indexes of the stack group and template key, within the search.
+	// group and key are dense indexes of the stack group and template key, within the search;
+	// gid and kid within the evaluation (tmplEval's group and key).
 	group, key int32
+	gid, kid   int32
 	limit      int32
 	// kind and excl are the template's, copied so that ordering candidates reads the candidates
 	// only.
@@ -50,8 +51,8 @@ type cand struct {
 // newCand is the candidate of coupon o (expiring at exp, id) of template te.
 func newCand(o int32, te *tmplEval, exp time.Time, id string) cand {
 	t := te.t
-	return cand{o: o, t: t, value: te.value, elig: te.elig, exp: expiryOf(exp), id: id,
-		limit: int32(t.Spec.Stacking.MaxPerOrder), kind: t.kind, excl: t.excl}
+	return cand{o: o, t: t, value: te.value, elig: te.elig, mask: te.mask, exp: expiryOf(exp), id: id,
+		gid: te.group, kid: te.key, limit: t.limit, kind: t.kind, excl: t.excl}
 }
 
 // expiry is an expiry as two numbers that order as cmpExpiry does: Unix seconds and nanoseconds,
@@ -112,44 +113,74 @@ func cmpApply(a, b *cand) int {
 	return strings.Compare(a.id, b.id)
 }
 
-// sortApply sorts candidates in application order (cmpApply). There are a few dozen at most: an
-// insertion sort that compares kinds and values in place does it with the fewest calls.
-func sortApply(cs []*cand) {
+// sortApply sorts candidates in application order (cmpApply), using keys as scratch. There are a
+// few dozen at most: a binary insertion sort of keys that hold each candidate's kind and value (see
+// applyKey) reads the candidates only to break ties, and then moves them once.
+func sortApply(cs []*cand, keys []applyKey) []applyKey {
 	if len(cs) > 64 {
 		slices.SortFunc(cs, cmpApply)
-		return
+		return keys
 	}
-	for i := 1; i < len(cs); i++ {
-		c := cs[i]
-		j := i
-		for ; j > 0; j-- {
-			p := cs[j-1]
-			if p.kind < c.kind || (p.kind == c.kind && p.value > c.value) ||
-				(p.kind == c.kind && p.value == c.value && cmpApply(p, c) <= 0) {
+	keys = keys[:0]
+	for i, c := range cs {
+		k := applyKey{kv: uint64(c.kind)<<56 | uint64(MaxAmount-c.value), i: int32(i)}
+		lo, hi := 0, len(keys) // k goes after the keys that do not come after it
+		for lo < hi {
+			m := int(uint(lo+hi) >> 1)
+			if p := keys[m]; p.kv < k.kv || (p.kv == k.kv && cmpApply(cs[p.i], c) <= 0) {
+				lo = m + 1
+			} else {
+				hi = m
+			}
+		}
+		keys = append(keys, k)
+		copy(keys[lo+1:], keys[lo:len(keys)-1])
+		keys[lo] = k
+	}
+	// Place them: cs[k.i] goes to k's rank. Each cycle of the permutation is followed from its
+	// smallest rank, the candidate there held aside until its place is free.
+	for r := range keys {
+		if keys[r].i < 0 || keys[r].i == int32(r) {
+			continue
+		}
+		held, at := cs[r], r
+		for {
+			from := int(keys[at].i)
+			keys[at].i = -1
+			if from == r {
+				cs[at] = held
 				break
 			}
-			cs[j] = p
+			cs[at] = cs[from]
+			at = from
 		}
-		cs[j] = c
 	}
+	return keys
+}
+
+// applyKey is a candidate's index and its kind and value as one number that orders as cmpApply
+// begins: kind first, then the higher value (values are at most MaxAmount).
+type applyKey struct {
+	kv uint64
+	i  int32
 }
 
 // cmpTerms compares what decides a coupon's effect in a stack; 0 means interchangeable.
 func cmpTerms(a, b *cand) int {
-	sa, sb := &a.t.Spec, &b.t.Spec
-	if c := strings.Compare(sa.Stacking.Group, sb.Stacking.Group); c != 0 {
+	ta, tb := a.t, b.t
+	if c := strings.Compare(ta.group, tb.group); c != 0 {
 		return c
 	}
 	if c := cmp.Compare(a.limit, b.limit); c != 0 {
 		return c
 	}
-	if c := cmp.Compare(sa.PercentBP, sb.PercentBP); c != 0 {
+	if c := cmp.Compare(ta.bp, tb.bp); c != 0 {
 		return c
 	}
-	if c := cmp.Compare(sa.Cap, sb.Cap); c != 0 {
+	if c := cmp.Compare(ta.cap, tb.cap); c != 0 {
 		return c
 	}
-	if c := cmp.Compare(sa.Amount, sb.Amount); c != 0 {
+	if c := cmp.Compare(ta.amount, tb.amount); c != 0 {
 		return c
 	}
 	if c := cmp.Compare(a.exclusive(), b.exclusive()); c != 0 {
@@ -163,18 +194,6 @@ func (c *cand) exclusive() int {
 		return 1
 	}
 	return 0
-}
-
-// betterSingle reports whether a is a better single coupon than b: higher value, then earlier
-// expiry, then smaller id.
-func betterSingle(a, b *Outcome) bool {
-	if a.Discount != b.Discount {
-		return a.Discount > b.Discount
-	}
-	if c := cmpExpiry(a.ExpiresAt, b.ExpiresAt); c != 0 {
-		return c < 0
-	}
-	return a.CouponID < b.CouponID
 }
 
 // stack is a chosen combination: its value and its members in application order.
@@ -240,8 +259,8 @@ func betterAlone(a, b *cand) bool {
 }
 
 // bestStack finds the best stack and gives the applicable coupons it leaves out their reason.
-func (e *evaluator) bestStack(res *Result, tidx []int32) {
-	cands := e.candidates(res.Coupons)
+func (e *evaluator) bestStack(res *Result) {
+	cands := e.candidates()
 	var best *stack
 	for f := range numFamilies {
 		if s := e.bestOfFamily(cands, f); s != nil && (best == nil || s.better(best)) {
@@ -251,23 +270,25 @@ func (e *evaluator) bestStack(res *Result, tidx []int32) {
 	if best == nil {
 		return
 	}
-	pick := &Pick{CouponIDs: make([]string, len(best.c)), Discount: best.v}
+	pick := e.mem.pick(pickStack, len(best.c))
+	pick.Discount = best.v
 	for i, c := range best.c {
 		pick.CouponIDs[i] = c.id
 	}
 	res.Best.Stack = pick
-	e.leftOut(res.Coupons, tidx, best)
+	e.leftOut(best)
 }
 
 // candidates returns, per template, its candidate picked by scan.
-func (e *evaluator) candidates(outs []Outcome) []cand {
+func (e *evaluator) candidates() []cand {
 	cands := e.cands[:0]
 	for ti := range e.tevals {
 		te := &e.tevals[ti]
 		if te.rep < 0 {
 			continue
 		}
-		cands = append(cands, newCand(te.rep, te, outs[te.rep].ExpiresAt, outs[te.rep].CouponID))
+		c := &e.in.Coupons[te.rep]
+		cands = append(cands, newCand(te.rep, te, c.ExpiresAt, c.ID))
 	}
 	e.cands = cands
 	return cands
@@ -316,9 +337,9 @@ func (e *evaluator) bestOfFamily(cands []cand, fam int) *stack {
 // branch and bound on the rest. Within its node budget the search is exact: where it starts
 // changes only its speed.
 func (e *evaluator) searchGroup(out *stack, group []*cand, consume bool) {
-	sortApply(group)
+	e.applyKeys = sortApply(group, e.applyKeys)
 	s := &e.search
-	d := s.denseIndexes(group)
+	d := s.denseIndexes(group, e.groupIDs.len(), e.keyIDs.len())
 	s.reset(group, d, e.amounts, consume, &e.sp)
 	if consume || s.dupKeys {
 		lists := s.byGroup()
@@ -332,8 +353,16 @@ func (e *evaluator) searchGroup(out *stack, group []*cand, consume bool) {
 		}
 		s.best.v, s.best.idx = v0, append(s.best.idx[:0], inc...)
 	}
-	s.budget = cmp.Or(e.budget, maxSearchNodes)
-	s.dfs(0)
+	if !consume && !s.dupKeys {
+		// Seller bonuses of distinct templates add up: the root settles everything (complete),
+		// as the search would at its first node.
+		s.nodes = 1
+		s.complete(0)
+	} else {
+		s.staticBounds()
+		s.budget = cmp.Or(e.budget, maxSearchNodes)
+		s.dfs(0)
+	}
 	e.nodes = max(e.nodes, s.nodes)
 	*out = stack{v: s.best.v, c: out.c[:0]}
 	for _, j := range s.best.idx {
@@ -341,17 +370,18 @@ func (e *evaluator) searchGroup(out *stack, group []*cand, consume bool) {
 	}
 }
 
-// groupUse is how a group is used by the best stack, for leftOut.
+// groupUse is how a group is used by the best stack, for leftOut: id is its number in the
+// evaluation (see idTable).
 type groupUse struct {
 	name         string
-	hash         uint64
+	id           int32
 	count, limit int
 }
 
-// useOf returns the use of t's stack group, nil when the stack has none of it.
-func useOf(groups []groupUse, t *Template) *groupUse {
+// useOf returns the use of stack group id, nil when the stack has none of it.
+func useOf(groups []groupUse, id int32) *groupUse {
 	for i := range groups {
-		if g := &groups[i]; g.hash == t.groupHash && g.name == t.Spec.Stacking.Group {
+		if g := &groups[i]; g.id == id {
 			return g
 		}
 	}
@@ -387,11 +417,10 @@ const (
 	numLeft
 )
 
-// leftOut gives each applicable coupon outside the best stack the reason it is left out (rspan).
-// Coupons left out for the same reason share it; the reason depends on the coupon's template
-// only.
-func (e *evaluator) leftOut(outs []Outcome, tidx []int32, best *stack) {
-	in := resize(e.inStack, len(outs))
+// leftOut gives each applicable coupon outside the best stack the reason it is left out. Coupons
+// left out for the same reason share it; the reason depends on the coupon's template only.
+func (e *evaluator) leftOut(best *stack) {
+	in := resize(e.inStack, len(e.cs))
 	e.inStack = in
 	groups := e.groups[:0]
 	for _, c := range best.c {
@@ -399,14 +428,13 @@ func (e *evaluator) leftOut(outs []Outcome, tidx []int32, best *stack) {
 		if best.excl {
 			continue
 		}
-		g := useOf(groups, c.t)
+		g := useOf(groups, c.gid)
 		if g == nil {
-			groups = append(groups, groupUse{name: c.t.Spec.Stacking.Group, hash: c.t.groupHash,
-				limit: MaxPerOrderLimit})
+			groups = append(groups, groupUse{name: c.t.group, id: c.gid, limit: MaxPerOrderLimit})
 			g = &groups[len(groups)-1]
 		}
 		g.count++
-		g.limit = min(g.limit, c.t.Spec.Stacking.MaxPerOrder)
+		g.limit = min(g.limit, int(c.t.limit))
 	}
 	e.groups = groups
 	var fixed [numLeft]reasonSpan
@@ -416,21 +444,23 @@ func (e *evaluator) leftOut(outs []Outcome, tidx []int32, best *stack) {
 		if in[i] {
 			continue
 		}
-		ti := tidx[i]
+		ti := e.cs[i].ti
 		if byTemplate[ti].n == 0 {
-			t := e.tevals[ti].t
+			te := &e.tevals[ti] // its copies of the template's terms: the template is not read
 			k := leftAddsNothing
-			switch g := useOf(groups, t); {
-			case family(t) != best.fam:
+			switch {
+			case kindFamily(te.kind) != best.fam:
 				k = leftOtherFamily
 			case best.excl:
 				k = leftExclusiveChosen
-			case t.exclusive():
+			case te.excl:
 				k = leftExclusiveSelf
-			case best.holds(t):
+			case best.holds(te.key):
 				k = leftOneTemplate
-			case g != nil && g.count+1 > min(g.limit, t.Spec.Stacking.MaxPerOrder):
-				byTemplate[ti] = e.groupFull(g, min(g.limit, t.Spec.Stacking.MaxPerOrder))
+			default:
+				if g := useOf(groups, te.group); g != nil && g.count+1 > min(g.limit, int(te.t.limit)) {
+					byTemplate[ti] = e.groupFull(g, min(g.limit, int(te.t.limit)))
+				}
 			}
 			if byTemplate[ti].n == 0 {
 				if fixed[k].n == 0 {
@@ -439,16 +469,16 @@ func (e *evaluator) leftOut(outs []Outcome, tidx []int32, best *stack) {
 				byTemplate[ti] = fixed[k]
 			}
 		}
-		e.rspan[i] = byTemplate[ti]
+		e.cs[i].rs = byTemplate[ti]
 	}
 	clear(byTemplate)
 	clear(groups)
 }
 
-// holds reports whether the stack holds a coupon of t's key.
-func (a *stack) holds(t *Template) bool {
+// holds reports whether the stack holds a coupon of template key key (see idTable).
+func (a *stack) holds(key int32) bool {
 	for _, c := range a.c {
-		if c.t == t || (c.t.keyHash == t.keyHash && c.t.Key == t.Key) {
+		if c.kid == key {
 			return true
 		}
 	}

@@ -71,11 +71,14 @@ func itemValue(it *Item, d dim) string {
 // matcher is a compiled Rule: sorted include and exclude lists, and their values' hashes (see
 // hashes), so that a value is usually found absent without comparing strings.
 type matcher struct {
-	inc, exc []string
-	ih, eh   []uint64
 	// ibits and ebits have the bit hashBit of each hash of ih and eh: a value whose bit is not
 	// set is absent without reading the lists.
 	ibits, ebits uint64
+	// The fields that eligibleItems reads come first, in a dimRule's first cache line.
+	ih  []uint64
+	inc []string
+	eh  []uint64
+	exc []string
 }
 
 func newMatcher(r Rule) matcher {
@@ -184,36 +187,35 @@ func has(sorted []string, v string) bool {
 
 // Template is a validated, compiled template version. It is immutable and safe to share.
 type Template struct {
+	// terms are what qualification reads, first and together, so that evaluating a coupon
+	// touches the fewest cache lines.
+	terms
 	Key     string
 	Version int
-	// terms are what qualification reads, kept together ahead of the spec so that evaluating a
-	// coupon touches few cache lines.
-	terms
-	Spec Spec
+	Spec    Spec
 }
 
 // terms is the compiled state of a template.
 type terms struct {
-	typ      string
-	currency string
-	kind     int8
-	excl     bool
-	// scopeApplicable: the threshold counts the eligible items only.
-	scopeApplicable bool
-	// cartRules is how many of rules are cart-level (they come first).
-	amount    int64
-	bp        int64
-	cap       int64
-	threshold int64
-	cur       *currency
-	// rules are the compiled rules of the dimensions that have one, in dimension order; none when
-	// the template applies to every cart and item.
-	rules     []dimRule
-	cartRules int
-	cond      *rules.Program
 	// hash and keyHash are where an evaluation's tables of templates and of keys start looking
 	// for it; groupHash is the hash of its stack group.
 	hash, keyHash, groupHash uint64
+	// rules are the compiled rules of the dimensions that have one, in dimension order; none when
+	// the template applies to every cart and item.
+	rules []dimRule
+	cond  *rules.Program
+	cur   *currency
+	// amount, bp, cap and threshold are the spec's Amount, PercentBP, Cap and Threshold.Amount.
+	amount, bp, cap, threshold int64
+	// group and limit are the spec's stack group and max_per_order.
+	group string
+	limit int32
+	kind  int8
+	excl  bool
+	// scopeApplicable: the threshold counts the eligible items only.
+	scopeApplicable bool
+	// cartRules is how many of rules are cart-level (they come first).
+	cartRules int8
 }
 
 // The kinds, in the order a stack applies them.
@@ -222,6 +224,14 @@ const (
 	kindAmountOff
 	kindSellerBonus
 )
+
+// kindTypes are the types of the kinds: a valid spec's Type, so that an outcome's Type is had
+// without reading the spec.
+var kindTypes = [...]string{
+	kindPercentOff:  TypePercentOff,
+	kindAmountOff:   TypeAmountOff,
+	kindSellerBonus: TypeSellerBonus,
+}
 
 // Compile compiles a valid spec (CEL condition included) into a Template. The spec is checked
 // again (defaults filled); a spec that Decode would refuse is refused the same way. The template
@@ -264,9 +274,10 @@ func checkIdentity(fs *problem.Fields, key string, version int) {
 // build makes the Template of a checked spec and its compiled condition.
 func build(key string, version int, spec Spec, cond *rules.Program) *Template {
 	t := &Template{Key: key, Version: version, Spec: spec, terms: terms{
-		typ: spec.Type, currency: spec.Currency, cur: currencies[spec.Currency], cond: cond,
+		cur: currencies[spec.Currency], cond: cond,
 		excl: spec.Stacking.Mode != StackGroup, scopeApplicable: spec.Threshold.Scope == ScopeApplicable,
 		amount: spec.Amount, bp: spec.PercentBP, cap: spec.Cap, threshold: spec.Threshold.Amount,
+		group: spec.Stacking.Group, limit: int32(spec.Stacking.MaxPerOrder),
 		hash: versionHash(hashOf(key), version), keyHash: hashOf(key),
 		groupHash: hashOf(spec.Stacking.Group),
 	}}
@@ -319,12 +330,12 @@ func (t *Template) exclusive() bool { return t.excl }
 
 // dimRule is the compiled rule of one dimension.
 type dimRule struct {
-	matcher
 	d dim
+	matcher
 }
 
 // itemRules reports whether an item-level dimension has a rule.
-func (t *Template) itemRules() bool { return len(t.rules) > t.cartRules }
+func (t *Template) itemRules() bool { return len(t.rules) > int(t.cartRules) }
 
 // admitsCart reports whether the cart-level rules admit the cart; when not, the failing dimension.
 func (t *Template) admitsCart(c *Cart) (dim, bool) {
@@ -340,7 +351,7 @@ func (t *Template) admitsCart(c *Cart) (dim, bool) {
 // dimension.
 func (t *Template) admitsItem(it *Item) dim {
 	for i := range t.rules[t.cartRules:] {
-		if r := &t.rules[t.cartRules+i]; !r.admits(itemValue(it, r.d)) {
+		if r := &t.rules[int(t.cartRules)+i]; !r.admits(itemValue(it, r.d)) {
 			return r.d
 		}
 	}

@@ -244,3 +244,41 @@ func TestEvaluatePooledMatchesFresh(t *testing.T) {
 		require.Equal(t, qualify.EvaluateFresh(in), qualify.Evaluate(in), "round %d", round)
 	}
 }
+
+// TestBufferMatchesEvaluate evaluates a mix of wallets in turn into one Buffer, large and small,
+// realistic and random, in both languages: each answer must be Evaluate's, whatever the buffer's
+// earlier results left in its memory.
+func TestBufferMatchesEvaluate(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(seed(t), 23))
+	pool := newTenantPool(t, rng, 400)
+	var buf qualify.Buffer
+	for round := range 200 {
+		var in qualify.Input
+		if round%3 < 2 {
+			b := realisticWallet(t, rng, pool, []int{1, 5, 20, 60, 200, 300}[rng.IntN(6)])
+			b.lang = []string{"", "en", "zh-CN"}[rng.IntN(3)]
+			in = b.input(realisticCart(rng, 1+rng.IntN(6)))
+		} else {
+			b, c := randomWallet(t, rng, rng.IntN(60))
+			b.lang = []string{"en", "zh-CN"}[rng.IntN(2)]
+			in = b.input(c)
+		}
+		require.Equal(t, qualify.Evaluate(in), *buf.Evaluate(in), "round %d", round)
+	}
+}
+
+// TestBufferAllocatesNothing checks that a Buffer, once grown, evaluates a wallet without
+// allocating (the wallet has no CEL condition, whose evaluation allocates).
+func TestBufferAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's sync.Pool drops the pooled evaluators at random")
+	}
+	rng := rand.New(rand.NewPCG(29, 31))
+	b, c := randomWallet(t, rng, 60)
+	in := b.input(c)
+	var buf qualify.Buffer
+	buf.Evaluate(in)
+	allocs := testing.AllocsPerRun(50, func() { buf.Evaluate(in) })
+	require.Less(t, allocs, 1.0, "allocations per evaluation")
+}
