@@ -106,6 +106,9 @@ type QualifyParams struct {
 	Lang string
 	// User holds the user's attributes for the templates' CEL conditions (may be nil).
 	User map[string]any
+	// Buffer, when set, holds the answer: its arrays are reused by the buffer's next evaluation
+	// (see qualify.Buffer), so a handler encodes the answer before it reuses the buffer.
+	Buffer *qualify.Buffer
 }
 
 // Qualify answers, for every usable coupon in the user's wallet (state issued, including ones not
@@ -133,8 +136,13 @@ func (s *Service) Qualify(ctx context.Context, p QualifyParams) (qualify.Result,
 	if err != nil {
 		return qualify.Result{}, err
 	}
-	res := qualify.Evaluate(qualify.Input{Now: s.now(), Cart: p.Cart, Coupons: coupons, Templates: lookup,
-		User: p.User, Lang: p.Lang})
+	in := qualify.Input{Now: s.now(), Cart: p.Cart, Coupons: coupons, Templates: lookup, User: p.User, Lang: p.Lang}
+	var res qualify.Result
+	if p.Buffer != nil {
+		res = *p.Buffer.Evaluate(in)
+	} else {
+		res = qualify.Evaluate(in)
+	}
 	s.metrics.qualify.Observe(time.Since(start).Seconds())
 	return res, nil
 }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -18,8 +19,26 @@ type jsonAppender interface {
 
 // qualifyAnswer is the answer of a qualification: a qualify.Result, written by appendJSON (a
 // 20-coupon wallet's answer is 6 to 8 KB, and writing it by reflection cost a tenth of the
-// route's CPU).
-type qualifyAnswer qualify.Result
+// route's CPU). buf, when set, is the evaluation buffer that holds the result's arrays: release
+// gives it back once the answer is written.
+type qualifyAnswer struct {
+	qualify.Result
+	buf *qualify.Buffer
+}
+
+// qualifyBuffers are the evaluation buffers of qualifications: a handler takes one, the answer
+// gives it back once written, so that a busy node evaluates into memory it already has.
+var qualifyBuffers = sync.Pool{New: func() any { return new(qualify.Buffer) }}
+
+// maxPooledWallet is the largest wallet whose buffer goes back to the pool: a buffer keeps the
+// memory of the largest wallet it evaluated.
+const maxPooledWallet = 1000
+
+func (a qualifyAnswer) release() {
+	if a.buf != nil && len(a.Coupons) <= maxPooledWallet {
+		qualifyBuffers.Put(a.buf)
+	}
+}
 
 func (a qualifyAnswer) appendJSON(b []byte) ([]byte, error) {
 	b = append(b, `{"amount":`...)

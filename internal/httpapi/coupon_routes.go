@@ -200,9 +200,14 @@ func (s *Server) registerWalletRoutes(svc *coupon.Service, tags []string) {
 			if err := qualifyBodies.decode(in.contentType, in.RawBody, &body); err != nil {
 				return nil, err
 			}
+			buf := qualifyBuffers.Get().(*qualify.Buffer)
 			res, err := svc.Qualify(ctx, coupon.QualifyParams{TenantID: p.TenantID, UserID: userID, Cart: body.Cart,
-				Lang: in.Lang, User: body.User})
-			return &qualifyOut{Body: qualifyAnswer(res)}, locate(err, couponBodyFields...)
+				Lang: in.Lang, User: body.User, Buffer: buf})
+			if err != nil {
+				qualifyBuffers.Put(buf)
+				return nil, locate(err, couponBodyFields...)
+			}
+			return &qualifyOut{Body: qualifyAnswer{Result: res, buf: buf}}, nil
 		})
 	qualifyBodies.document(http.MethodPost, qualifyPath, "The cart to qualify the wallet against, and the user's attributes.")
 	register(s, Op{Operation: huma.Operation{OperationID: "get-coupon", Method: http.MethodGet,

@@ -29,6 +29,9 @@ func jsonFormats() map[string]huma.Format {
 	return map[string]huma.Format{"application/json": f, "json": f}
 }
 
+// releaser is an answer that gives back the memory it references once it is written.
+type releaser interface{ release() }
+
 // appendBuffers are the buffers answers that write their own JSON write it into.
 var appendBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
@@ -43,6 +46,9 @@ func writeAppended(w io.Writer, a jsonAppender) error {
 	}
 	b = append(b, '\n')
 	_, err = w.Write(b)
+	if r, ok := a.(releaser); ok {
+		r.release() // what the answer referenced is written: its memory may serve the next one
+	}
 	if cap(b) <= 1<<20 { // a rare huge answer is not kept
 		*buf = b
 		appendBuffers.Put(buf)

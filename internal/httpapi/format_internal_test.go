@@ -120,7 +120,28 @@ func TestQualifyAnswerWritesWhatEncodingJSONWrites(t *testing.T) {
 		require.NoError(t, f.Marshal(&got, a))
 		require.Equal(t, want.String(), got.String())
 	}
-	late := qualifyAnswer{Coupons: []qualify.Outcome{{ExpiresAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}}}
+	late := qualifyAnswer{Result: qualify.Result{Coupons: []qualify.Outcome{{ExpiresAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}}}}
 	require.Error(t, json.NewEncoder(io.Discard).Encode(late))
 	require.Error(t, f.Marshal(io.Discard, late), "a time encoding/json refuses is refused")
+}
+
+// releasingAnswer records when it is released, and what had been written by then.
+type releasingAnswer struct {
+	out      *bytes.Buffer
+	released *string
+}
+
+func (a releasingAnswer) appendJSON(b []byte) ([]byte, error) {
+	return append(b, `{"ok":true}`...), nil
+}
+func (a releasingAnswer) release() { *a.released = a.out.String() }
+
+// TestAppendedAnswerIsReleasedOnceWritten: an answer that holds pooled memory gives it back only
+// after its bytes are written.
+func TestAppendedAnswerIsReleasedOnceWritten(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	released := "not released"
+	require.NoError(t, jsonFormats()["application/json"].Marshal(&out, releasingAnswer{out: &out, released: &released}))
+	require.Equal(t, "{\"ok\":true}\n", released)
 }
