@@ -456,7 +456,7 @@ func TestFastPathGroupCommit(t *testing.T) {
 		}
 		wg.Wait()
 		require.Len(t, ids, n)
-		total, atOnce := 0, 0
+		total := 0
 		for source, id := range ids {
 			g, err := b.svc.Get(ctx, tenantA, id)
 			require.NoError(t, err)
@@ -472,19 +472,22 @@ func TestFastPathGroupCommit(t *testing.T) {
 			require.Equal(t, 1, b.entries(t, tenantA, id), source)
 			require.Equal(t, 1, eventCount(t, db, reward.EventSucceeded, id), source)
 			require.LessOrEqual(t, created, 1, source)
-			if created == 0 {
-				atOnce++ // delivered by a batch: created succeeded, never pending
-			}
 			total++
 		}
 		require.Equal(t, n-n/10, total)
-		require.Positive(t, atOnce, "grants of batches that committed have no grant.created")
+		// How the concurrent grants were batched depends on timing (a batch holding a shaky grant
+		// falls back, and a busy box makes few large batches), so a batch known to commit is
+		// checked alone: its grant was never pending, so it has no grant.created.
+		alone, _, err := b.svc.Create(ctx, pointsParams("u-alone", "fast-alone", 5))
+		require.NoError(t, err)
+		require.Equal(t, reward.StateSucceeded, alone.State)
+		require.Zero(t, eventCount(t, db, reward.EventCreated, alone.ID), "a batch that committed writes no grant.created")
 		b.verifyLedger(t)
 		require.Equal(t, 1, conflicts, "the source given to two users: one of them is refused")
 
 		// Concurrent Creates were coalesced: fewer batches than grants.
 		batches, grants := histogram(t, reg, "perk_reward_fast_batch_size")
-		require.EqualValues(t, n+20, grants)
+		require.EqualValues(t, n+21, grants)
 		require.Less(t, float64(batches), grants)
 		require.Positive(t, counterValue(t, reg, "perk_reward_grant_transitions_total", "succeeded"))
 	})
