@@ -5,15 +5,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 	"github.com/stretchr/testify/require"
+
+	"github.com/perkhq/perk/internal/platform/seedtest"
 )
 
 // qualifyBodyReader is a jsonBody of qualification bodies on an API configured as the server's.
@@ -106,7 +105,7 @@ var mutations = []func(string) string{
 func TestJSONBodyReadsAsHumaDoes(t *testing.T) {
 	t.Parallel()
 	reader := qualifyBodyReader(t)
-	rng := rand.New(rand.NewPCG(seedOf(t), 5))
+	rng := rand.New(rand.NewPCG(seedtest.Seed(t), 5))
 	contentTypes := []string{"", "application/json", "application/json; charset=utf-8", "text/plain", "application/merge-patch+json"}
 	fast, statuses := 0, map[int]int{}
 	for i := range 400 {
@@ -166,17 +165,4 @@ func TestJSONBodyTakesTheStrictPass(t *testing.T) {
 	require.Equal(t, http.StatusUnprocessableEntity, p.Status)
 	require.Equal(t, "body.cart.items[0]", p.Errors[0].Location)
 	require.Contains(t, p.Errors[0].Message, "unit_price")
-}
-
-// seedOf returns the seed of a random test, from PERK_TEST_SEED when set, and logs it.
-func seedOf(t *testing.T) uint64 {
-	t.Helper()
-	s := uint64(time.Now().UnixNano())
-	if v := os.Getenv("PERK_TEST_SEED"); v != "" {
-		var err error
-		s, err = strconv.ParseUint(v, 10, 64)
-		require.NoError(t, err)
-	}
-	t.Logf("seed %d (PERK_TEST_SEED=%d replays it)", s, s)
-	return s
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/perkhq/perk/internal/coupon/qualify"
+	"github.com/perkhq/perk/internal/platform/seedtest"
 	"github.com/perkhq/perk/internal/reward"
 )
 
@@ -108,7 +109,7 @@ func randomAnswer(rng *rand.Rand) qualifyAnswer {
 // JSON, writes byte for byte what encoding/json writes for it.
 func TestQualifyAnswerWritesWhatEncodingJSONWrites(t *testing.T) {
 	t.Parallel()
-	rng := rand.New(rand.NewPCG(seedOf(t), 9))
+	rng := rand.New(rand.NewPCG(seedtest.Seed(t), 9))
 	f := jsonFormats()["application/json"]
 	for range 3000 {
 		a := randomAnswer(rng)

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 
 	"github.com/perkhq/perk/internal/ledger"
 	"github.com/perkhq/perk/internal/platform/problem"
+	"github.com/perkhq/perk/internal/platform/seedtest"
 	"github.com/perkhq/perk/internal/platform/sqldb"
 	"github.com/perkhq/perk/internal/platform/sqldb/sqldbtest"
 )
@@ -25,13 +24,7 @@ import (
 // regularly and at the end. Set PERK_TEST_SEED to replay a sequence.
 func TestRandomOperations(t *testing.T) {
 	t.Parallel()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("PERK_TEST_SEED"); s != "" {
-		var err error
-		seed, err = strconv.ParseUint(s, 10, 64)
-		require.NoError(t, err)
-	}
-	t.Logf("seed %d (PERK_TEST_SEED=%d replays it)", seed, seed)
+	seed := seedtest.Seed(t)
 	sqldbtest.Run(t, sets, func(t *testing.T, db *sqldb.DB) {
 		b := setup(t, db)
 		r := &runner{t: t, b: b, rng: rand.New(rand.NewPCG(seed, 7)), m: newModel()}

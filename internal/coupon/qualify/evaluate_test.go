@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/perkhq/perk/internal/coupon/qualify"
+	"github.com/perkhq/perk/internal/platform/seedtest"
 )
 
 func TestEvaluateTypes(t *testing.T) {
@@ -406,7 +407,7 @@ func TestEvaluateEmptyWallet(t *testing.T) {
 // in dimension order, the dimensions that turned an item away first.
 func TestEvaluateEligibleItemsLargeCart(t *testing.T) {
 	t.Parallel()
-	rng := rand.New(rand.NewPCG(seed(t), 23))
+	rng := rand.New(rand.NewPCG(seedtest.Seed(t), 23))
 	vals := func(prefix string, n int) []string {
 		out := make([]string, n)
 		for i := range out {

@@ -2,9 +2,7 @@ package qualify_test
 
 import (
 	"encoding/json"
-	"os"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -161,19 +159,6 @@ func fieldMessage(t *testing.T, pe *problem.Error, path string) string {
 	}
 	require.Failf(t, "no field", "%s in %v", path, pe)
 	return ""
-}
-
-// seed returns the seed of a random test, from PERK_TEST_SEED when set, and logs it.
-func seed(t *testing.T) uint64 {
-	t.Helper()
-	s := uint64(time.Now().UnixNano())
-	if v := os.Getenv("PERK_TEST_SEED"); v != "" {
-		var err error
-		s, err = strconv.ParseUint(v, 10, 64)
-		require.NoError(t, err)
-	}
-	t.Logf("seed %d (PERK_TEST_SEED=%d replays it)", s, s)
-	return s
 }
 
 // mustJSON encodes v.

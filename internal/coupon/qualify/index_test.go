@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/perkhq/perk/internal/coupon/qualify"
+	"github.com/perkhq/perk/internal/platform/seedtest"
 )
 
 // ruleAdmits is the reference reading of a Rule: an empty include admits all, exclude wins.
@@ -99,7 +100,7 @@ func TestIndexKeepsTheLatestVersion(t *testing.T) {
 // templates (includes and excludes on every dimension) and random carts.
 func TestIndexCandidatesMatchTheRules(t *testing.T) {
 	t.Parallel()
-	rng := rand.New(rand.NewPCG(seed(t), 9))
+	rng := rand.New(rand.NewPCG(seedtest.Seed(t), 9))
 	vals := func(prefix string) []string { return []string{prefix + "1", prefix + "2", prefix + "3", prefix + "4"} }
 	dims := [][]string{vals("bl"), vals("ch"), vals("cat"), vals("br"), vals("m"), vals("s")}
 	pickSome := func(values []string) []string {

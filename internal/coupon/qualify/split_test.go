@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/perkhq/perk/internal/coupon/qualify"
+	"github.com/perkhq/perk/internal/platform/seedtest"
 )
 
 // checkSplit verifies Split's properties for one input and reports the first broken one.
@@ -49,7 +50,7 @@ func checkSplit(value int64, weights []int64) string {
 
 func TestSplitProperties(t *testing.T) {
 	t.Parallel()
-	rng := rand.New(rand.NewPCG(seed(t), 3))
+	rng := rand.New(rand.NewPCG(seedtest.Seed(t), 3))
 	for range 20_000 {
 		n := 1 + rng.IntN(12)
 		if rng.IntN(50) == 0 {
@@ -110,7 +111,7 @@ func TestSplitExamples(t *testing.T) {
 // split sums to its discount, no share is negative and no discount share exceeds its item.
 func TestEvaluateSplitProperties(t *testing.T) {
 	t.Parallel()
-	rng := rand.New(rand.NewPCG(seed(t), 5))
+	rng := rand.New(rand.NewPCG(seedtest.Seed(t), 5))
 	for range 300 {
 		b, cart := randomWallet(t, rng, 1+rng.IntN(20))
 		b.evaluate(t, cart) // checks every outcome's split

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/perkhq/perk/internal/coupon/qualify"
+	"github.com/perkhq/perk/internal/platform/seedtest"
 )
 
 // amountOff is a spec of amount off in a stack group (exclusive when group is "").
@@ -222,7 +223,7 @@ func TestBestStackTiesPreferFewerAndEarlier(t *testing.T) {
 // value with the fewest coupons, and the best single must be the best coupon alone.
 func TestStackMatchesExhaustiveSearch(t *testing.T) {
 	t.Parallel()
-	rng := rand.New(rand.NewPCG(seed(t), 11))
+	rng := rand.New(rand.NewPCG(seedtest.Seed(t), 11))
 	sizes := map[int]int{} // rounds by size of the best stack, to show the test reaches real stacks
 	for round := range 420 {
 		n := 1 + rng.IntN(10)
@@ -424,7 +425,7 @@ func TestBestStackManyGroups(t *testing.T) {
 // compared in turn), then the smallest ids (likewise).
 func TestStackTiesMatchExhaustiveSearch(t *testing.T) {
 	t.Parallel()
-	rng := rand.New(rand.NewPCG(seed(t), 29))
+	rng := rand.New(rand.NewPCG(seedtest.Seed(t), 29))
 	type best struct {
 		v    int64
 		ids  []string

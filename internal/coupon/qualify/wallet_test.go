@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/perkhq/perk/internal/coupon/qualify"
+	"github.com/perkhq/perk/internal/platform/seedtest"
 )
 
 // The catalogue of the realistic wallets: 8 categories, 12 brands, 400 SKUs.
@@ -134,7 +135,7 @@ func realisticWallet(t testing.TB, rng *rand.Rand, pool *tenantPool, n int) *tes
 // often the budget was reached and how much it cost.
 func TestStackSearchBudget(t *testing.T) {
 	t.Parallel()
-	rng := rand.New(rand.NewPCG(seed(t), 13))
+	rng := rand.New(rand.NewPCG(seedtest.Seed(t), 13))
 	pool := newTenantPool(t, rng, 400)
 	type tally struct {
 		wallets, over, worse, most int
@@ -186,7 +187,7 @@ func TestStackSearchBudget(t *testing.T) {
 // with -race): pooled scratch and shared templates must not leak between evaluations.
 func TestEvaluateConcurrently(t *testing.T) {
 	t.Parallel()
-	rng := rand.New(rand.NewPCG(seed(t), 17))
+	rng := rand.New(rand.NewPCG(seedtest.Seed(t), 17))
 	pool := newTenantPool(t, rng, 200)
 	inputs := make([]qualify.Input, 16)
 	want := make([]qualify.Result, len(inputs))
@@ -220,7 +221,7 @@ func TestEvaluateConcurrently(t *testing.T) {
 // earlier evaluation left in a pooled evaluator's scratch must not change the next answer.
 func TestEvaluatePooledMatchesFresh(t *testing.T) {
 	t.Parallel()
-	rng := rand.New(rand.NewPCG(seed(t), 19))
+	rng := rand.New(rand.NewPCG(seedtest.Seed(t), 19))
 	pool := newTenantPool(t, rng, 400)
 	for round := range 240 {
 		var in qualify.Input
@@ -250,7 +251,7 @@ func TestEvaluatePooledMatchesFresh(t *testing.T) {
 // earlier results left in its memory.
 func TestBufferMatchesEvaluate(t *testing.T) {
 	t.Parallel()
-	rng := rand.New(rand.NewPCG(seed(t), 23))
+	rng := rand.New(rand.NewPCG(seedtest.Seed(t), 23))
 	pool := newTenantPool(t, rng, 400)
 	var buf qualify.Buffer
 	for round := range 200 {
