@@ -62,15 +62,8 @@ type revokeIn struct {
 type qualifyIn struct {
 	UserPath
 	Lang string `query:"lang" enum:"en,zh-CN," doc:"Language of the reasons (default en)"`
-	// RawBody is a qualifyBody, read by the route's jsonBody: qualification is the hottest read.
-	RawBody     []byte
-	contentType string
-}
-
-// Resolve keeps the request's Content-Type, which says how to read the body.
-func (in *qualifyIn) Resolve(ctx huma.Context) []error {
-	in.contentType = ctx.Header("Content-Type")
-	return nil
+	// The body is a qualifyBody, read by the route's jsonBody: qualification is the hottest read.
+	rawRequest
 }
 
 // qualifyBody is the body of POST /v1/users/{user_id}/coupons/qualify.

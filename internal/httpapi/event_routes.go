@@ -31,17 +31,21 @@ type CloudEvent struct {
 	Data            map[string]any `json:"data,omitempty" doc:"The event's fields, a JSON object (task filters and metrics read them, e.g. data.amount)"`
 }
 
-type eventsIn struct {
-	// RawBody is read by the ingest module, per content type; the OpenAPI document describes it.
+// rawRequest is the body of a route that reads it itself, and the Content-Type that says how:
+// huma documents such a body as bytes, so the route describes it in the OpenAPI document.
+type rawRequest struct {
 	RawBody     []byte
 	contentType string
 }
 
-// Resolve keeps the request's Content-Type, which says how to read the body.
-func (in *eventsIn) Resolve(ctx huma.Context) []error {
+// Resolve keeps the request's Content-Type.
+func (in *rawRequest) Resolve(ctx huma.Context) []error {
 	in.contentType = ctx.Header("Content-Type")
 	return nil
 }
+
+// eventsIn is read by the ingest module, per content type.
+type eventsIn struct{ rawRequest }
 
 type eventsOut struct {
 	Status int

@@ -28,8 +28,8 @@ type jsonBody[T any] struct {
 	complete func(*T) bool
 }
 
-// newJSONBody prepares the reading of bodies of type T for a route of api, and returns the schema
-// it validates against (for the route's documentation).
+// newJSONBody prepares the reading of bodies of type T for a route of api, against T's schema in
+// api's registry.
 func newJSONBody[T any](api huma.API, complete func(*T) bool) *jsonBody[T] {
 	schema := api.OpenAPI().Components.Schemas.Schema(reflect.TypeFor[T](), true, "")
 	return &jsonBody[T]{api: api, schema: schema, complete: complete}
