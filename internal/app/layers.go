@@ -13,7 +13,7 @@ type Layer struct {
 // pieces build on each other (the outbox needs sqldb, idem needs kv and rules).
 var Layers = []Layer{
 	{Name: "kernel/core", Rank: 0, Modules: []string{"internal/platform/clock", "internal/platform/ids", "internal/platform/problem",
-		"internal/platform/prom"}},
+		"internal/platform/prom", "internal/platform/seedtest"}},
 	{Name: "kernel/store", Rank: 1, Modules: []string{"internal/platform/sqldb", "internal/platform/rules"}},
 	{Name: "kernel/services", Rank: 2, Modules: []string{"internal/platform/bus", "internal/platform/kv"}},
 	{Name: "kernel/idem", Rank: 3, Modules: []string{"internal/platform/idem"}},
