@@ -19,27 +19,20 @@ import (
 type requestKey struct{}
 
 // requestInfo is what problems quote of their request, its id and path, and the pattern of the
-// route it took (set by route; "" when it was answered before).
-type requestInfo struct{ id, path, pattern string }
+// route that serves it (see patternOf).
+type requestInfo struct {
+	id, path, pattern string
+	matched           bool
+}
 
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 
-// requestIDFrom returns the request id stored in ctx.
-func requestIDFrom(ctx context.Context) string {
-	info, _ := ctx.Value(requestKey{}).(*requestInfo)
-	if info == nil {
-		return ""
+// requestOf returns the requestInfo of the request ctx is of (an empty one outside a request).
+func requestOf(ctx context.Context) *requestInfo {
+	if info, ok := ctx.Value(requestKey{}).(*requestInfo); ok {
+		return info
 	}
-	return info.id
-}
-
-// requestPathFrom returns the path of the request ctx is of.
-func requestPathFrom(ctx context.Context) string {
-	info, _ := ctx.Value(requestKey{}).(*requestInfo)
-	if info == nil {
-		return ""
-	}
-	return info.path
+	return &requestInfo{}
 }
 
 // statusRecorder remembers the status and size of a response.
@@ -125,10 +118,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 
 func (s *Server) finish(r *http.Request, rec *statusRecorder, start time.Time, info *requestInfo) {
 	elapsed := time.Since(start)
-	route := routeOfPattern(info.pattern)
-	if route == "" {
-		route = s.routeOf(r)
-	}
+	route := s.routeOf(r)
 	status := rec.status
 	if status == 0 {
 		status = http.StatusOK
@@ -155,17 +145,23 @@ func (s *Server) finish(r *http.Request, rec *statusRecorder, start time.Time, i
 
 // routeOf returns the route pattern that serves r, or "unmatched", to keep metric labels bounded.
 func (s *Server) routeOf(r *http.Request) string {
-	_, pattern := s.mux.Handler(r)
+	pattern := s.patternOf(r)
 	if pattern == "" {
 		return "unmatched"
 	}
-	return routeOfPattern(pattern)
-}
-
-// routeOfPattern is the path of a mux pattern ("POST /v1/grants" → "/v1/grants").
-func routeOfPattern(pattern string) string {
 	if _, path, ok := strings.Cut(pattern, " "); ok {
 		return path
 	}
 	return pattern
+}
+
+// patternOf returns the mux pattern that serves r ("" when none). The idempotency layer, the
+// router and the metrics all ask; the mux is asked once per request.
+func (s *Server) patternOf(r *http.Request) string {
+	info := requestOf(r.Context())
+	if !info.matched {
+		_, info.pattern = s.mux.Handler(r)
+		info.matched = true
+	}
+	return info.pattern
 }

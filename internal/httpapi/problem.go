@@ -122,7 +122,7 @@ func init() {
 		}
 		if hctx != nil {
 			p.Instance = hctx.URL().Path
-			p.RequestID = requestIDFrom(hctx.Context())
+			p.RequestID = requestOf(hctx.Context()).id
 		}
 		return p
 	}
@@ -131,17 +131,28 @@ func init() {
 	}
 }
 
-// toProblem translates any error from a module into a problem. Domain errors keep their kind, code,
-// detail and fields; anything else is logged and answered as a bare 500.
+// toProblem translates any error from a module into a problem quoting its request. Domain errors
+// keep their kind, code, detail and fields; anything else is logged and answered as a bare 500.
 func toProblem(ctx context.Context, log *slog.Logger, err error) *Problem {
+	p := translate(ctx, log, err)
+	p.quote(ctx)
+	return p
+}
+
+// quote sets the problem's instance and request id, when not set, from its request's context.
+func (p *Problem) quote(ctx context.Context) {
+	info := requestOf(ctx)
+	if p.Instance == "" {
+		p.Instance = info.path
+	}
+	if p.RequestID == "" {
+		p.RequestID = info.id
+	}
+}
+
+func translate(ctx context.Context, log *slog.Logger, err error) *Problem {
 	var already *Problem
 	if errors.As(err, &already) {
-		if already.Instance == "" {
-			already.Instance = requestPathFrom(ctx)
-		}
-		if already.RequestID == "" {
-			already.RequestID = requestIDFrom(ctx)
-		}
 		return already
 	}
 	if e, ok := problem.As(err); ok {
@@ -154,30 +165,23 @@ func toProblem(ctx context.Context, log *slog.Logger, err error) *Problem {
 			p.Errors = append(p.Errors, FieldError{Location: f.Path, Message: f.Message})
 		}
 		p.Extensions = e.Extensions
-		p.Instance = requestPathFrom(ctx)
-		p.RequestID = requestIDFrom(ctx)
 		if status >= 500 && e.Cause != nil {
-			log.ErrorContext(ctx, "request failed", "err", e.Cause, "request_id", p.RequestID)
+			log.ErrorContext(ctx, "request failed", "err", e.Cause, "request_id", requestOf(ctx).id)
 		}
 		return p
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return newProblem(http.StatusServiceUnavailable, "unavailable", "the request was canceled or timed out")
 	}
-	log.ErrorContext(ctx, "request failed", "err", err, "request_id", requestIDFrom(ctx))
-	p := newProblem(http.StatusInternalServerError, "internal", "an internal error occurred; quote the request id to support")
-	p.Instance = requestPathFrom(ctx)
-	p.RequestID = requestIDFrom(ctx)
-	return p
+	log.ErrorContext(ctx, "request failed", "err", err, "request_id", requestOf(ctx).id)
+	return newProblem(http.StatusInternalServerError, "internal", "an internal error occurred; quote the request id to support")
 }
 
 // writeProblem writes a problem on a plain net/http response (outside huma).
 func writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
-	if p.Instance == "" {
+	p.quote(r.Context())
+	if p.Instance == "" { // a request that did not pass through observe
 		p.Instance = r.URL.Path
-	}
-	if p.RequestID == "" {
-		p.RequestID = requestIDFrom(r.Context())
 	}
 	for k, vs := range p.headers {
 		for _, v := range vs {

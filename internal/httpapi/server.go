@@ -203,20 +203,16 @@ func (s *Server) operationID(r *http.Request) string {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 		return ""
 	}
-	_, pattern := s.mux.Handler(r)
-	return s.opByPattern[pattern]
+	return s.opByPattern[s.patternOf(r)]
 }
 
 // route serves matched routes and answers unmatched ones with 404 or 405 problems.
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
-	h, pattern := s.mux.Handler(r)
-	if pattern != "" {
-		if info, _ := r.Context().Value(requestKey{}).(*requestInfo); info != nil {
-			info.pattern = pattern // finish labels the metrics with it
-		}
+	if s.patternOf(r) != "" {
 		s.mux.ServeHTTP(w, r)
 		return
 	}
+	h, _ := s.mux.Handler(r)
 	probe := &headerProbe{header: http.Header{}}
 	h.ServeHTTP(probe, r)
 	switch probe.status {
