@@ -286,7 +286,7 @@ func (s *Service) resolveDuplicates(ctx context.Context, tx *sqldb.Tx, ps []post
 		}
 	}
 	for tenantID, ks := range keys {
-		existing, err := entriesByKey(ctx, tx, s.dialect, tenantID, ks)
+		existing, err := entriesByKey(ctx, tx, tx.Dialect(), tenantID, ks)
 		if err != nil {
 			return err
 		}

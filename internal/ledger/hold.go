@@ -221,7 +221,7 @@ func (s *Service) Capture(ctx context.Context, p CaptureParams) (Hold, Entry, er
 		switch {
 		case cur.State == HoldCaptured:
 			h = cur
-			found, err := entriesByKey(ctx, tx, s.dialect, cur.TenantID, []string{captureKey(cur.ID)})
+			found, err := entriesByKey(ctx, tx, tx.Dialect(), cur.TenantID, []string{captureKey(cur.ID)})
 			e = found[captureKey(cur.ID)]
 			return err
 		case cur.State != HoldActive:

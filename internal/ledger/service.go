@@ -55,7 +55,6 @@ type Options struct {
 // problem errors for anything a client should see. Close it to stop the group committer.
 type Service struct {
 	db        *sqldb.DB
-	dialect   sqldb.Dialect
 	stmts     *stmtCache // SQLite only
 	clock     clock.Clock
 	events    bus.EventsFunc
@@ -73,7 +72,7 @@ func New(db *sqldb.DB, opts Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{db: db, dialect: db.Dialect(), clock: opts.Clock, events: opts.Events, metrics: m, window: opts.ExpiringWindow,
+	s := &Service{db: db, clock: opts.Clock, events: opts.Events, metrics: m, window: opts.ExpiringWindow,
 		assets: map[string]bool{}}
 	if s.clock == nil {
 		s.clock = clock.Real{}

@@ -183,7 +183,7 @@ func (s *Service) debit(ctx context.Context, tx *sqldb.Tx, p posting, allowNegat
 	if err != nil {
 		return Result[grantResult]{}, err
 	}
-	if e, ok, err := entryByKey(ctx, tx, s.dialect, p.TenantID, p.BusinessKey); err != nil || ok {
+	if e, ok, err := entryByKey(ctx, tx, tx.Dialect(), p.TenantID, p.BusinessKey); err != nil || ok {
 		return sameEntry(e, p.Entry), err
 	}
 	if p.Amount > acct.available() && !allowNegative {
@@ -224,7 +224,7 @@ func (s *Service) credit(ctx context.Context, tx *sqldb.Tx, p posting) (Result[g
 	if _, err := s.ensureAccount(ctx, tx, p.TenantID, p.UserID, p.Asset, now); err != nil {
 		return Result[grantResult]{}, err
 	}
-	if e, ok, err := entryByKey(ctx, tx, s.dialect, p.TenantID, p.BusinessKey); err != nil || ok {
+	if e, ok, err := entryByKey(ctx, tx, tx.Dialect(), p.TenantID, p.BusinessKey); err != nil || ok {
 		return sameEntry(e, p.Entry), err
 	}
 	if r, dup, err := s.insertOne(ctx, tx, p); err != nil || dup {
@@ -244,7 +244,7 @@ func (s *Service) insertOne(ctx context.Context, tx *sqldb.Tx, p posting) (Resul
 	if err != nil || inserted[p.ID] {
 		return Result[grantResult]{}, false, err
 	}
-	e, ok, err := entryByKey(ctx, tx, s.dialect, p.TenantID, p.BusinessKey)
+	e, ok, err := entryByKey(ctx, tx, tx.Dialect(), p.TenantID, p.BusinessKey)
 	if err != nil {
 		return Result[grantResult]{}, true, err
 	}

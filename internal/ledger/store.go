@@ -62,7 +62,7 @@ type runner struct {
 	cache *stmtCache // nil on PostgreSQL
 }
 
-func (s *Service) runner(tx *sqldb.Tx) runner { return runner{tx: tx, m: s.dialect, cache: s.stmts} }
+func (s *Service) runner(tx *sqldb.Tx) runner { return runner{tx: tx, m: tx.Dialect(), cache: s.stmts} }
 
 // chunk is how many of n remaining rows the next statement takes: up to 500 on PostgreSQL, a power
 // of two up to 512 on SQLite (so that a few statement texts serve every batch).
