@@ -72,28 +72,16 @@ func (s *Service) GrantManyTx(ctx context.Context, tx *sqldb.Tx, ps []GrantParam
 		reqs[i] = grantRequest{p: pst}
 	}
 	leaders, follow := dedupe(reqs)
-	lps := make([]posting, len(leaders))
-	for i, li := range leaders {
-		lps[i] = reqs[li].p
-	}
-	results, err := s.postGrants(ctx, tx, lps, rand.IntN(systemShards))
+	posted, err := s.postGrants(ctx, tx, leaderPostings(reqs, leaders), rand.IntN(systemShards))
 	if err != nil {
 		return nil, nil, err
 	}
 	entries, created := make([]Entry, len(ps)), make([]bool, len(ps))
-	for i, li := range leaders {
-		r := results[i]
+	for i, r := range spread(reqs, leaders, follow, posted) {
 		if r.Err != nil {
 			return nil, nil, r.Err
 		}
-		entries[li], created[li] = r.Value.entry, r.Value.created
-		for _, fi := range follow[li] {
-			f := follower(r, reqs[fi].p.Entry)
-			if f.Err != nil {
-				return nil, nil, f.Err
-			}
-			entries[fi] = f.Value.entry
-		}
+		entries[i], created[i] = r.Value.entry, r.Value.created
 	}
 	return entries, created, nil
 }
@@ -328,10 +316,7 @@ func keyReused(key string, existing Entry) error {
 // cannot fail the others.
 func (s *Service) flushGrants(ctx context.Context, reqs []grantRequest) []Result[grantResult] {
 	leaders, follow := dedupe(reqs)
-	ps := make([]posting, len(leaders))
-	for i, li := range leaders {
-		ps[i] = reqs[li].p
-	}
+	ps := leaderPostings(reqs, leaders)
 	var leaderResults []Result[grantResult]
 	shard := rand.IntN(systemShards)
 	err := s.db.Tx(ctx, func(tx *sqldb.Tx) error {
@@ -342,11 +327,26 @@ func (s *Service) flushGrants(ctx context.Context, reqs []grantRequest) []Result
 	if err != nil {
 		leaderResults = s.postEach(ctx, ps)
 	}
+	return spread(reqs, leaders, follow, leaderResults)
+}
+
+// leaderPostings are the postings of the leaders of reqs (see dedupe).
+func leaderPostings(reqs []grantRequest, leaders []int) []posting {
+	ps := make([]posting, len(leaders))
+	for i, li := range leaders {
+		ps[i] = reqs[li].p
+	}
+	return ps
+}
+
+// spread gives every request its result from its leader's (see dedupe): a leader its own, a
+// follower the entry that holds its key (see follower).
+func spread(reqs []grantRequest, leaders []int, follow map[int][]int, posted []Result[grantResult]) []Result[grantResult] {
 	results := make([]Result[grantResult], len(reqs))
 	for i, li := range leaders {
-		results[li] = leaderResults[i]
+		results[li] = posted[i]
 		for _, fi := range follow[li] {
-			results[fi] = follower(leaderResults[i], reqs[fi].p.Entry)
+			results[fi] = follower(posted[i], reqs[fi].p.Entry)
 		}
 	}
 	return results
