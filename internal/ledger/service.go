@@ -55,7 +55,6 @@ type Options struct {
 // problem errors for anything a client should see. Close it to stop the group committer.
 type Service struct {
 	db        *sqldb.DB
-	stmts     *stmtCache // SQLite only
 	clock     clock.Clock
 	events    bus.EventsFunc
 	metrics   *metrics
@@ -77,10 +76,8 @@ func New(db *sqldb.DB, opts Options) (*Service, error) {
 	if s.clock == nil {
 		s.clock = clock.Real{}
 	}
-	if db.Dialect() == sqldb.SQLite {
-		if s.stmts, err = newStmtCache(context.Background(), db.Writer()); err != nil {
-			return nil, err
-		}
+	if err := db.Prepare(context.Background(), preparedStatements(db.Dialect())...); err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
 	}
 	if s.window <= 0 {
 		s.window = 30 * 24 * time.Hour
@@ -101,9 +98,6 @@ func New(db *sqldb.DB, opts Options) (*Service, error) {
 // Close stops the group committer after flushing what is queued. Later Grant calls fail.
 func (s *Service) Close() error {
 	s.committer.Close()
-	if s.stmts != nil {
-		s.stmts.close()
-	}
 	return nil
 }
 

@@ -22,80 +22,40 @@ const chunk = 500
 const entryColumns = `tenant_id, user_id, id, business_key, kind, asset, amount, debit_account, credit_account,
 	source_kind, source_id, reason, lot_expires_at, hold_id, created_at`
 
-// stmtCache keeps prepared statements on the SQLite writer connection, by SQL text. Parsing is a
-// third of a group commit's CPU on SQLite (it runs in-process), so the multi-row statements come in
-// power-of-two sizes (see runner.chunk) and the common ones are prepared once, when the service
-// starts (not later: the one writer connection is busy inside transactions).
-type stmtCache struct {
-	m map[string]*sql.Stmt
-}
+// preparedRows is the largest multi-row statement prepared when the service starts. Parsing is a
+// third of a group commit's CPU on SQLite (it runs in-process), so the multi-row statements come
+// in power-of-two sizes (Dialect.ChunkRows) and the common ones are prepared once, at start (not
+// later: the one writer connection is busy inside transactions).
+const preparedRows = 128
 
-// cachedRows is the largest statement size kept prepared.
-const cachedRows = 128
+// maxRows bounds the rows of one multi-row statement.
+const maxRows = 512
 
-func newStmtCache(ctx context.Context, db *sql.DB) (*stmtCache, error) {
-	c := &stmtCache{m: map[string]*sql.Stmt{}}
-	for n := 1; n <= cachedRows; n *= 2 {
-		for _, q := range []string{insertEntriesSQL(sqldb.SQLite, n), upsertAccountsSQL(sqldb.SQLite, n), addToLotsSQL(sqldb.SQLite, n)} {
-			st, err := db.PrepareContext(ctx, q)
-			if err != nil {
-				c.close()
-				return nil, fmt.Errorf("ledger: prepare statements: %w", err)
-			}
-			c.m[q] = st
-		}
+// preparedStatements are the statements the service prepares at start (see sqldb.DB.Prepare).
+func preparedStatements(d sqldb.Dialect) []string {
+	var qs []string
+	for n := 1; n <= preparedRows; n *= 2 {
+		qs = append(qs, insertEntriesSQL(d, n), upsertAccountsSQL(d, n), addToLotsSQL(d, n))
 	}
-	return c, nil
+	return qs
 }
 
-func (c *stmtCache) close() {
-	for _, st := range c.m {
-		_ = st.Close()
-	}
-}
-
-// runner runs the store's multi-row statements in one transaction: straight on PostgreSQL (pgx
-// caches prepared statements itself), through the statement cache on SQLite.
+// runner runs the store's multi-row statements in one transaction.
 type runner struct {
-	tx    *sqldb.Tx
-	m     sqldb.Dialect
-	cache *stmtCache // nil on PostgreSQL
+	tx *sqldb.Tx
+	m  sqldb.Dialect
 }
 
-func (s *Service) runner(tx *sqldb.Tx) runner { return runner{tx: tx, m: tx.Dialect(), cache: s.stmts} }
+func (s *Service) runner(tx *sqldb.Tx) runner { return runner{tx: tx, m: tx.Dialect()} }
 
-// chunk is how many of n remaining rows the next statement takes: up to 500 on PostgreSQL, a power
-// of two up to 512 on SQLite (so that a few statement texts serve every batch).
-func (r runner) chunk(n int) int {
-	if r.cache == nil {
-		return min(n, 500)
-	}
-	size := 512
-	for size > n {
-		size /= 2
-	}
-	return size
-}
-
-func (r runner) prepared(q string) *sql.Stmt {
-	if r.cache == nil {
-		return nil
-	}
-	return r.cache.m[q]
-}
+// chunk is how many of n remaining rows the next statement takes.
+func (r runner) chunk(n int) int { return r.m.ChunkRows(n, maxRows) }
 
 func (r runner) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	if st := r.prepared(q); st != nil {
-		return r.tx.SQL().StmtContext(ctx, st).QueryContext(ctx, args...)
-	}
 	return r.tx.Query(ctx, q, args...)
 }
 
 func (r runner) exec(ctx context.Context, q string, args ...any) error {
-	if st := r.prepared(q); st != nil {
-		_, err := r.tx.SQL().StmtContext(ctx, st).ExecContext(ctx, args...)
-		return err
-	}
 	_, err := r.tx.Exec(ctx, q, args...)
 	return err
 }

@@ -86,8 +86,7 @@ type Service struct {
 	flowsMu sync.Mutex
 	flows   map[string]*flow // "<resource id>@<version>" → parsed flow
 
-	fast  *ledger.GroupCommitter[fastRequest, fastResult]
-	stmts stmtCache // the fast path's prepared statements, SQLite only
+	fast *ledger.GroupCommitter[fastRequest, fastResult]
 }
 
 // maxCachedFlows bounds the parsed-flow cache; it is emptied when full.
@@ -132,11 +131,9 @@ func New(db *sqldb.DB, opts Options) (*Service, error) {
 		}
 	}
 	if opts.MaxBatch > 1 {
-		if db.Dialect() == sqldb.SQLite {
-			// Prepared now, not later: the one writer connection is busy inside transactions.
-			if s.stmts, err = newStmtCache(context.Background(), db.Writer()); err != nil {
-				return nil, err
-			}
+		// Prepared now, not later: the one writer connection is busy inside transactions.
+		if err := db.Prepare(context.Background(), preparedStatements(db.Dialect())...); err != nil {
+			return nil, fmt.Errorf("reward: %w", err)
 		}
 		// One batch at a time: concurrent batches would lock the same ledger rows in different orders.
 		s.fast = ledger.NewGroupCommitter(ledger.GroupCommitOptions{MaxBatch: opts.MaxBatch, Workers: 1,
@@ -151,9 +148,6 @@ func (s *Service) Close() {
 	if s.fast != nil {
 		s.fast.Close()
 	}
-	// The statements are closed, not forgotten: a CreateManyTx still running may read s.stmts; a
-	// closed statement fails its delivery, which then takes the ordinary path.
-	s.stmts.close()
 }
 
 func withDurations(o Options) Options {

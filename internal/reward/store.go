@@ -210,57 +210,14 @@ func insertStepsSQL(d sqldb.Dialect, rows int) string {
 	return `INSERT INTO reward_steps (` + stepInsertColumns + `) VALUES ` + d.Tuples(rows, stepInsertCols)
 }
 
-// stmtCache holds the fast path's statements prepared on the SQLite writer connection, by text.
-type stmtCache map[string]*sql.Stmt
-
-func newStmtCache(ctx context.Context, db *sql.DB) (stmtCache, error) {
-	c := stmtCache{}
+// preparedStatements are the fast path's statements, prepared when the service starts (see
+// sqldb.DB.Prepare).
+func preparedStatements(d sqldb.Dialect) []string {
+	var qs []string
 	for n := 1; n <= preparedRows; n *= 2 {
-		for _, q := range []string{insertGrantsSQL(sqldb.SQLite, n), insertStepsSQL(sqldb.SQLite, n)} {
-			st, err := db.PrepareContext(ctx, q)
-			if err != nil {
-				c.close()
-				return nil, fmt.Errorf("reward: prepare statements: %w", err)
-			}
-			c[q] = st
-		}
+		qs = append(qs, insertGrantsSQL(d, n), insertStepsSQL(d, n))
 	}
-	return c, nil
-}
-
-func (c stmtCache) close() {
-	for _, st := range c {
-		_ = st.Close()
-	}
-}
-
-// chunk is how many of n remaining rows the next statement takes: up to maxRows on PostgreSQL, a
-// power of two on SQLite (so that a few statement texts serve every batch).
-func (s *Service) chunk(n int) int {
-	if s.stmts == nil {
-		return min(n, maxRows)
-	}
-	size := maxRows
-	for size > n {
-		size /= 2
-	}
-	return size
-}
-
-func (s *Service) txQuery(ctx context.Context, tx *sqldb.Tx, q string, args ...any) (*sql.Rows, error) {
-	if st := s.stmts[q]; st != nil {
-		return tx.SQL().StmtContext(ctx, st).QueryContext(ctx, args...)
-	}
-	return tx.Query(ctx, q, args...)
-}
-
-func (s *Service) txExec(ctx context.Context, tx *sqldb.Tx, q string, args ...any) error {
-	if st := s.stmts[q]; st != nil {
-		_, err := tx.SQL().StmtContext(ctx, st).ExecContext(ctx, args...)
-		return err
-	}
-	_, err := tx.Exec(ctx, q, args...)
-	return err
+	return qs
 }
 
 // insertGrants inserts gs (succeeded, for the fast path), skipping those whose source exists
@@ -268,7 +225,7 @@ func (s *Service) txExec(ctx context.Context, tx *sqldb.Tx, q string, args ...an
 func (s *Service) insertGrants(ctx context.Context, tx *sqldb.Tx, gs []Grant) (map[string]bool, error) {
 	inserted := make(map[string]bool, len(gs))
 	for start := 0; start < len(gs); {
-		part := gs[start : start+s.chunk(len(gs)-start)]
+		part := gs[start : start+tx.Dialect().ChunkRows(len(gs)-start, maxRows)]
 		start += len(part)
 		args := make([]any, 0, grantInsertCols*len(part))
 		for _, g := range part {
@@ -276,7 +233,7 @@ func (s *Service) insertGrants(ctx context.Context, tx *sqldb.Tx, gs []Grant) (m
 			args = append(args, g.TenantID, g.UserID, g.ID, g.SourceKind, g.SourceID, g.Seq, g.flowID, g.FlowKey,
 				g.FlowVersion, g.flowSpec, string(g.Params), string(StateSucceeded), 0, g.MaxAttempts, 0, now, now, now)
 		}
-		rows, err := s.txQuery(ctx, tx, insertGrantsSQL(tx.Dialect(), len(part)), args...)
+		rows, err := tx.Query(ctx, insertGrantsSQL(tx.Dialect(), len(part)), args...)
 		if err != nil {
 			return nil, err
 		}
@@ -311,7 +268,7 @@ type stepInsert struct {
 func (s *Service) insertSteps(ctx context.Context, tx *sqldb.Tx, rows []stepInsert, now time.Time) error {
 	at := sqldb.Micros(now)
 	for start := 0; start < len(rows); {
-		part := rows[start : start+s.chunk(len(rows)-start)]
+		part := rows[start : start+tx.Dialect().ChunkRows(len(rows)-start, maxRows)]
 		start += len(part)
 		args := make([]any, 0, stepInsertCols*len(part))
 		for _, r := range part {
@@ -322,7 +279,7 @@ func (s *Service) insertSteps(ctx context.Context, tx *sqldb.Tx, rows []stepInse
 			args = append(args, r.g.TenantID, r.g.UserID, r.g.ID, r.name, r.component, string(r.state), output, 0, "",
 				0, at, at)
 		}
-		if err := s.txExec(ctx, tx, insertStepsSQL(tx.Dialect(), len(part)), args...); err != nil {
+		if _, err := tx.Exec(ctx, insertStepsSQL(tx.Dialect(), len(part)), args...); err != nil {
 			return fmt.Errorf("reward: write steps: %w", err)
 		}
 	}

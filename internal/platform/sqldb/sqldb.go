@@ -118,6 +118,19 @@ func openSQLite(opts Options) (*DB, error) {
 		writeStmts: newWriterStmts(write)}, nil
 }
 
+// Prepare prepares statements on SQLite's writer connection for as long as db is open: the hot
+// multi-row statements of write transactions, which Tx.Exec, Tx.Query and Tx.QueryRow then run
+// without parsing them (a statement first met in a transaction is only prepared later, see
+// writerStmts). Call it while no transaction is open, e.g. when a service starts. A statement
+// prepared so must not run again in a transaction while rows of an earlier run are open. On
+// PostgreSQL it does nothing: pgx caches prepared statements itself.
+func (db *DB) Prepare(ctx context.Context, queries ...string) error {
+	if db.writeStmts == nil {
+		return nil
+	}
+	return db.writeStmts.prepare(ctx, queries)
+}
+
 func openPostgres(opts Options) (*DB, error) {
 	if err := checkPostgresURL(opts.URL); err != nil {
 		return nil, err
@@ -258,6 +271,21 @@ func (d Dialect) Tuples(n, cols int) string {
 		b.WriteString("(" + d.Placeholders(i*cols+1, cols) + ")")
 	}
 	return b.String()
+}
+
+// ChunkRows is how many of n remaining rows the next multi-row statement of a batch takes, at most
+// max: on SQLite the largest power of two that fits, so that a few statement texts serve every
+// batch and stay prepared (see DB.Prepare and Tx); on PostgreSQL, whose driver caches statements
+// itself, as many as fit.
+func (d Dialect) ChunkRows(n, max int) int {
+	if d != SQLite {
+		return min(n, max)
+	}
+	size := 1
+	for size*2 <= min(n, max) {
+		size *= 2
+	}
+	return size
 }
 
 // SkipLocked is ForUpdate for claims that several nodes make at once (sweeps, relays): rows

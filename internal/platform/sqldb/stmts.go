@@ -3,6 +3,7 @@ package sqldb
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"slices"
 	"sync"
 )
@@ -109,9 +110,9 @@ const maxWriterStatements = 2048
 // holds the only connection, so a statement first met in a transaction runs unprepared and is
 // noted; a goroutine of the cache prepares it once the connection is free, and later transactions
 // use it through Tx.StmtContext, which finds it prepared on the connection. A statement that does
-// not prepare is remembered as such (nil) and always runs unprepared. Query is never cached: its
-// rows stay open while the caller reads them, and the same statement run again meanwhile would
-// reset them.
+// not prepare is remembered as such (nil) and always runs unprepared. Query is not noted: its rows
+// stay open while the caller reads them, and the same statement run again meanwhile would reset
+// them; it runs prepared only the statements a service prepared itself (DB.Prepare).
 type writerStmts struct {
 	pool   *sql.DB
 	mu     sync.Mutex
@@ -144,6 +145,37 @@ func (w *writerStmts) lookup(query string) *sql.Stmt {
 		}
 	}
 	return nil
+}
+
+// prepare prepares queries now, on the writer connection, and keeps them (see DB.Prepare).
+func (w *writerStmts) prepare(ctx context.Context, queries []string) error {
+	for _, q := range queries {
+		w.mu.Lock()
+		_, ok := w.m[q]
+		w.mu.Unlock()
+		if ok {
+			continue
+		}
+		st, err := w.pool.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("sqldb: prepare: %w", err)
+		}
+		w.mu.Lock()
+		if _, ok := w.m[q]; ok {
+			_ = st.Close()
+		} else {
+			w.m[q] = st
+		}
+		w.mu.Unlock()
+	}
+	return nil
+}
+
+// prepared returns the prepared statement of query, if any, without noting it as wanted.
+func (w *writerStmts) prepared(query string) *sql.Stmt {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.m[query]
 }
 
 // run prepares the wanted statements whenever some are noted, until close.

@@ -2,6 +2,7 @@ package sqldb_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -163,4 +164,61 @@ func TestWriterStatementCache(t *testing.T) {
 		require.NoError(t, db.Reader().QueryRow(ctx, sum).Scan(&total))
 		require.Equal(t, 190+1, total)
 	})
+}
+
+// TestPreparedStatementsServeTransactions: statements a service prepares at start are kept on
+// SQLite's writer (nothing on PostgreSQL), and a transaction's Query, Exec and QueryRow of them see
+// the transaction's own writes and classify their errors; on SQLite a bad statement refuses to
+// prepare.
+func TestPreparedStatementsServeTransactions(t *testing.T) {
+	t.Parallel()
+	sqldbtest.Run(t, []sqldb.Migrations{set(t, "test", "migrations")}, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		d := db.Dialect()
+		insert := `INSERT INTO parents (id, name, qty) VALUES ` + d.Tuples(2, 3) + ` RETURNING id`
+		read := `SELECT COUNT(*) FROM parents WHERE qty = ` + d.Placeholder(1)
+		before := sqldb.WriterStatements(db)
+		require.NoError(t, db.Prepare(ctx, insert, read))
+		if d == sqldb.SQLite {
+			require.Equal(t, before+2, sqldb.WriterStatements(db))
+			require.Error(t, db.Prepare(ctx, `SELEC nothing`), "a bad statement is refused at start")
+		} else {
+			require.Zero(t, sqldb.WriterStatements(db))
+		}
+
+		require.ErrorIs(t, db.Tx(ctx, func(tx *sqldb.Tx) error {
+			rows, err := tx.Query(ctx, insert, "a", "A", 7, "b", "B", 7)
+			require.NoError(t, err)
+			var ids []string
+			for rows.Next() {
+				var id string
+				require.NoError(t, rows.Scan(&id))
+				ids = append(ids, id)
+			}
+			require.NoError(t, rows.Err())
+			require.NoError(t, rows.Close())
+			require.ElementsMatch(t, []string{"a", "b"}, ids)
+			var n int
+			require.NoError(t, tx.QueryRow(ctx, read, 7).Scan(&n))
+			require.Equal(t, 2, n, "the transaction sees its own rows")
+			_, err = tx.Query(ctx, insert, "a", "A", 7, "c", "C", 7)
+			require.ErrorIs(t, err, sqldb.ErrUnique, "errors of prepared statements are classified")
+			return errUndo
+		}), errUndo)
+	})
+}
+
+// errUndo rolls a test's transaction back.
+var errUndo = errors.New("undo")
+
+// TestChunkRows: SQLite takes the largest power of two of the rows left (at most max), so a few
+// statement texts serve every batch; PostgreSQL takes as many as fit.
+func TestChunkRows(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ n, max, sqlite, postgres int }{
+		{1, 512, 1, 1}, {3, 512, 2, 3}, {8, 512, 8, 8}, {511, 512, 256, 511}, {700, 512, 512, 512}, {700, 500, 256, 500},
+	} {
+		require.Equal(t, tc.sqlite, sqldb.SQLite.ChunkRows(tc.n, tc.max), "%+v", tc)
+		require.Equal(t, tc.postgres, sqldb.Postgres.ChunkRows(tc.n, tc.max), "%+v", tc)
+	}
 }

@@ -28,6 +28,17 @@ func (tx *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, 
 	return tx.querier.Exec(ctx, query, args...)
 }
 
+// Query runs a statement that returns rows, prepared when it was prepared with DB.Prepare.
+func (tx *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if tx.stmts != nil {
+		if st := tx.stmts.prepared(query); st != nil {
+			rows, err := tx.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+			return rows, classify(err)
+		}
+	}
+	return tx.querier.Query(ctx, query, args...)
+}
+
 // QueryRow runs a statement that returns at most one row (see Exec).
 func (tx *Tx) QueryRow(ctx context.Context, query string, args ...any) Row {
 	if st := tx.cached(query); st != nil {
