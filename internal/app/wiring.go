@@ -57,7 +57,8 @@ func countMigrations(d sqldb.Dialect) int {
 func storeOptions(cfg config.Config) sqldb.Options {
 	return sqldb.Options{URL: cfg.Database.URL, ReadURL: cfg.Database.ReadURL,
 		SQLitePath: filepath.Join(cfg.DataDir, "perk.db"), MaxOpenConns: cfg.Database.MaxOpenConns,
-		BusyTimeout: cfg.Database.SQLite.BusyTimeout.Std(), ReadConns: cfg.Database.SQLite.ReadConns}
+		BusyTimeout: cfg.Database.SQLite.BusyTimeout.Std(), ReadConns: cfg.Database.SQLite.ReadConns,
+		CacheMiB: cfg.Database.SQLite.CacheMiB, ReadCacheMiB: cfg.Database.SQLite.ReadCacheMiB}
 }
 
 // Migrate applies every pending migration, printing one line per step.

@@ -76,6 +76,10 @@ type SQLite struct {
 	BusyTimeout Duration `yaml:"busy_timeout" json:"busy_timeout"`
 	// ReadConns is the size of the read connection pool.
 	ReadConns int `yaml:"read_conns" json:"read_conns"`
+	// CacheMiB is the writer connection's page cache, in MiB.
+	CacheMiB int `yaml:"cache_mib" json:"cache_mib"`
+	// ReadCacheMiB is each read connection's page cache, in MiB.
+	ReadCacheMiB int `yaml:"read_cache_mib" json:"read_cache_mib"`
 }
 
 // Bus configures the NATS JetStream bus.
@@ -287,7 +291,7 @@ func Default() Config {
 		},
 		Database: Database{
 			MaxOpenConns: 20,
-			SQLite:       SQLite{BusyTimeout: Seconds(5), ReadConns: 4},
+			SQLite:       SQLite{BusyTimeout: Seconds(5), ReadConns: 4, CacheMiB: 64, ReadCacheMiB: 16},
 		},
 		Bus:         Bus{Embedded: BusEmbedded{MaxStoreBytes: 1 * GiB}},
 		Redis:       Redis{ClusterAddrs: []string{}, KeyPrefix: "perk:"},

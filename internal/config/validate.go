@@ -151,6 +151,8 @@ func (d Database) validate() []Problem {
 	ps.minInt("max_open_conns", int64(d.MaxOpenConns), 1)
 	ps.positive("sqlite.busy_timeout", d.SQLite.BusyTimeout)
 	ps.minInt("sqlite.read_conns", int64(d.SQLite.ReadConns), 1)
+	ps.minInt("sqlite.cache_mib", int64(d.SQLite.CacheMiB), 2)
+	ps.minInt("sqlite.read_cache_mib", int64(d.SQLite.ReadCacheMiB), 2)
 	return ps
 }
 

@@ -156,3 +156,33 @@ func TestOpenRejectsBadURL(t *testing.T) {
 	require.Contains(t, err.Error(), "not a postgres:// URL")
 	require.NotContains(t, err.Error(), "secret")
 }
+
+// TestSQLitePageCaches checks the page caches and the in-memory statement journals each SQLite
+// connection opens with: the defaults, then sizes from the options.
+func TestSQLitePageCaches(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		opts           sqldb.Options
+		writer, reader int64
+	}{
+		{sqldb.Options{}, -sqldb.DefaultCacheMiB * 1024, -sqldb.DefaultReadCacheMiB * 1024},
+		{sqldb.Options{CacheMiB: 3, ReadCacheMiB: 5}, -3 * 1024, -5 * 1024},
+	} {
+		tc.opts.SQLitePath = filepath.Join(t.TempDir(), "perk.db")
+		db, err := sqldb.Open(ctx, tc.opts)
+		require.NoError(t, err)
+		var writer, reader, temp int64
+		require.NoError(t, db.Tx(ctx, func(tx *sqldb.Tx) error {
+			if err := tx.QueryRow(ctx, `PRAGMA cache_size`).Scan(&writer); err != nil {
+				return err
+			}
+			return tx.QueryRow(ctx, `PRAGMA temp_store`).Scan(&temp)
+		}))
+		require.NoError(t, db.Reader().QueryRow(ctx, `PRAGMA cache_size`).Scan(&reader))
+		require.NoError(t, db.Close())
+		require.Equal(t, tc.writer, writer)
+		require.Equal(t, tc.reader, reader)
+		require.Equal(t, int64(2), temp, "temp_store=MEMORY")
+	}
+}
