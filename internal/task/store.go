@@ -54,6 +54,7 @@ func scanUserTask(row scanner) (*UserTask, error) {
 		t := sqldb.FromMicros(expires)
 		ut.ExpiresAt = &t
 	}
+	ut.head = ut.headNow()
 	return &ut, nil
 }
 
@@ -127,6 +128,12 @@ func loadUserTasks(ctx context.Context, q sqldb.Querier, m sqldb.Dialect, keys [
 // saveUserTasks writes new and changed rows in one statement per chunk. A row changed by another
 // transaction since it was read (its rev moved) or inserted meanwhile fails the write with errRace.
 func saveUserTasks(ctx context.Context, tx *sqldb.Tx, m sqldb.Dialect, uts []*UserTask) error {
+	if m == sqldb.SQLite {
+		var err error
+		if uts, err = saveProgress(ctx, tx, uts); err != nil {
+			return err
+		}
+	}
 	const cols = 20
 	for start := 0; start < len(uts); start += keyChunk / 2 {
 		chunk := uts[start:min(start+keyChunk/2, len(uts))]
@@ -168,10 +175,72 @@ func saveUserTasks(ctx context.Context, tx *sqldb.Tx, m sqldb.Dialect, uts []*Us
 		}
 	}
 	for _, ut := range uts {
-		ut.rev++
-		ut.dirty, ut.inserted = false, false
+		ut.saved(ut.rev + 1)
 	}
 	return nil
+}
+
+// saved notes that the row was written with that rev.
+func (ut *UserTask) saved(rev int64) {
+	ut.rev, ut.head = rev, ut.headNow()
+	ut.dirty, ut.inserted = false, false
+}
+
+// rowHead is what a user task row holds besides its progress: the columns its secondary indexes
+// cover (state, expires_at) and the rest a transition changes.
+type rowHead struct {
+	state                        State
+	stage                        int
+	done                         uint64
+	reason                       string
+	completed, rewarded, expires int64
+}
+
+// headNow is the row head of the user task as it is now.
+func (ut *UserTask) headNow() rowHead {
+	h := rowHead{state: ut.State, stage: ut.Stage, done: ut.done, reason: ut.Reason}
+	if ut.CompletedAt != nil {
+		h.completed = sqldb.Micros(*ut.CompletedAt)
+	}
+	if ut.RewardedAt != nil {
+		h.rewarded = sqldb.Micros(*ut.RewardedAt)
+	}
+	if ut.ExpiresAt != nil {
+		h.expires = sqldb.Micros(*ut.ExpiresAt)
+	}
+	return h
+}
+
+// saveProgress writes, on SQLite, the rows whose only change is their progress with an update of
+// those columns alone, one prepared statement per row: SQLite then rewrites the row but none of
+// its indexes, which the upsert of saveUserTasks rewrites whenever it sets an indexed column, and
+// the statement is parsed once per connection instead of once per batch size. It returns the other
+// rows. (SQLite is never analyzed: with the statistics of ANALYZE, SQLite prepares a statement
+// like this one again for every run, to weigh its indexes by the values bound.)
+func saveProgress(ctx context.Context, tx *sqldb.Tx, uts []*UserTask) ([]*UserTask, error) {
+	rest := make([]*UserTask, 0, len(uts))
+	for _, ut := range uts {
+		if ut.inserted || ut.headNow() != ut.head {
+			rest = append(rest, ut)
+			continue
+		}
+		seen := "[]"
+		if len(ut.Values) > 0 {
+			seen = string(mustJSON(ut.Values))
+		}
+		res, err := tx.Exec(ctx, `UPDATE user_tasks SET progress = $1, seen = $2, updated_at = $3, rev = $4
+			WHERE tenant_id = $5 AND user_id = $6 AND task_key = $7 AND period_key = $8 AND rev = $9 AND id = $10`,
+			ut.Progress, seen, sqldb.Micros(ut.UpdatedAt), ut.rev+1,
+			ut.TenantID, ut.UserID, ut.Task, ut.PeriodKey, ut.rev, ut.ID)
+		if err != nil {
+			return nil, fmt.Errorf("task: save user task progress: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return nil, errors.Join(errRace, err)
+		}
+		ut.saved(ut.rev + 1)
+	}
+	return rest, nil
 }
 
 func micros(t *time.Time) any {

@@ -110,6 +110,8 @@ type UserTask struct {
 	done     uint64 // StagesDone as a bit set
 	dirty    bool
 	inserted bool
+	// head is the row's head as last read or written (see saveProgress).
+	head rowHead
 }
 
 // GrantRef is one grant a user task (or a streak) earned, and where it stands.
