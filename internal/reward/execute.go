@@ -625,24 +625,17 @@ func (x *execution) compensate(ctx context.Context, tx *sqldb.Tx) string {
 }
 
 func (x *execution) compensateOne(ctx context.Context, tx *sqldb.Tx, st StepSpec, comp TxComponent, sc StepContext) error {
-	if _, err := tx.Exec(ctx, `SAVEPOINT reward_compensate`); err != nil {
-		return err
-	}
-	out, err := runTx(ctx, comp, sc)
-	if err == nil {
+	return tx.Savepoint(ctx, "reward_compensate", func() error {
+		out, err := runTx(ctx, comp, sc)
+		if err != nil {
+			return err
+		}
 		_, err = tx.Exec(ctx, `UPDATE reward_steps SET state = 'compensated', output = $1, updated_at = $2
 			WHERE tenant_id = $3 AND user_id = $4 AND grant_id = $5 AND step = $6`,
 			string(mustJSON(map[string]json.RawMessage{"compensation": nonEmpty(out)})), sqldb.Micros(sc.Now),
 			x.g.TenantID, x.g.UserID, x.g.ID, st.Name)
-	}
-	if err != nil {
-		if _, rerr := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT reward_compensate`); rerr != nil {
-			return errors.Join(err, rerr)
-		}
 		return err
-	}
-	_, err = tx.Exec(ctx, `RELEASE SAVEPOINT reward_compensate`)
-	return err
+	})
 }
 
 func nonEmpty(out json.RawMessage) json.RawMessage {

@@ -3,7 +3,6 @@ package reward
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/perkhq/perk/internal/ledger"
 	"github.com/perkhq/perk/internal/platform/sqldb"
@@ -112,22 +111,12 @@ func (s *Service) deliverTx(ctx context.Context, tx *sqldb.Tx, ps []Prepared, id
 // deliverPart delivers reqs in tx under a savepoint, filling out (see deliverTx).
 func (s *Service) deliverPart(ctx context.Context, tx *sqldb.Tx, reqs []fastRequest, out []Grant) error {
 	res := make([]ledger.Result[fastResult], len(reqs))
-	if _, err := tx.Exec(ctx, `SAVEPOINT reward_many`); err != nil {
-		return fmt.Errorf("reward: savepoint: %w", err)
-	}
-	failed := s.applyBatch(ctx, tx, reqs, res)
+	failed := tx.Savepoint(ctx, "reward_many", func() error { return s.applyBatch(ctx, tx, reqs, res) })
 	if failed != nil {
-		if stops(failed) || errors.Is(failed, sqldb.ErrBusy) || ctx.Err() != nil {
+		if stops(failed) || errors.Is(failed, sqldb.ErrBusy) || errors.Is(failed, sqldb.ErrSavepoint) ||
+			ctx.Err() != nil {
 			return failed
 		}
-		if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT reward_many`); err != nil {
-			return errors.Join(failed, fmt.Errorf("reward: rollback to savepoint: %w", err))
-		}
-	}
-	if _, err := tx.Exec(ctx, `RELEASE SAVEPOINT reward_many`); err != nil {
-		return fmt.Errorf("reward: release savepoint: %w", err)
-	}
-	if failed != nil {
 		if len(reqs) == 1 {
 			s.log.Info("reward: a grant could not be delivered in the caller's transaction; it takes the ordinary path",
 				"grant", reqs[0].g.ID, "err", failed)

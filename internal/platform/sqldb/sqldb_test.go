@@ -49,6 +49,45 @@ func TestConformance(t *testing.T) {
 			require.Equal(t, "one", name)
 		})
 
+		t.Run("SavepointRollsBackWritesAndHooks", func(t *testing.T) {
+			var ran []string
+			boom := errors.New("boom")
+			count := func(id string) (n int) {
+				require.NoError(t, db.Reader().QueryRow(ctx, `SELECT COUNT(*) FROM parents WHERE id = $1`, id).Scan(&n))
+				return n
+			}
+			err := db.Tx(ctx, func(tx *sqldb.Tx) error {
+				tx.AfterCommit(func() { ran = append(ran, "outer") })
+				require.NoError(t, insertParent(tx, "sp-kept", "kept", 1))
+				failed := tx.Savepoint(ctx, "sp_fails", func() error {
+					tx.AfterCommit(func() { ran = append(ran, "failed") })
+					require.NoError(t, insertParent(tx, "sp-gone", "gone", 1))
+					// A savepoint nested in the failing one goes with it.
+					require.NoError(t, tx.Savepoint(ctx, "sp_inner", func() error {
+						tx.AfterCommit(func() { ran = append(ran, "inner") })
+						return insertParent(tx, "sp-inner", "inner", 1)
+					}))
+					return boom
+				})
+				require.ErrorIs(t, failed, boom)
+				require.NotErrorIs(t, failed, sqldb.ErrSavepoint)
+				return tx.Savepoint(ctx, "sp_works", func() error {
+					tx.AfterCommit(func() { ran = append(ran, "works") })
+					return insertParent(tx, "sp-works", "works", 1)
+				})
+			})
+			require.NoError(t, err)
+			require.Equal(t, []string{"outer", "works"}, ran)
+			require.Equal(t, 1, count("sp-kept"))
+			require.Equal(t, 1, count("sp-works"))
+			require.Zero(t, count("sp-gone"))
+			require.Zero(t, count("sp-inner"))
+			err = db.Tx(ctx, func(tx *sqldb.Tx) error {
+				return tx.Savepoint(ctx, "bad name; DROP TABLE parents", func() error { return nil })
+			})
+			require.ErrorIs(t, err, sqldb.ErrSavepoint)
+		})
+
 		t.Run("RollbackSkipsHooksAndWrites", func(t *testing.T) {
 			ran := false
 			boom := errors.New("boom")

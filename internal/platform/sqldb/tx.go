@@ -60,6 +60,46 @@ func (tx *Tx) Dialect() Dialect { return tx.dialect }
 // AfterCommit registers fn to run after a successful commit, in registration order.
 func (tx *Tx) AfterCommit(fn func()) { tx.hooks = append(tx.hooks, fn) }
 
+// ErrSavepoint wraps the failure of a savepoint's own statements (see Tx.Savepoint): the
+// transaction's state is then unknown and it must be rolled back.
+var ErrSavepoint = errors.New("sqldb: savepoint failed")
+
+// Savepoint runs fn under a savepoint named name (an SQL identifier): when fn fails, what it wrote
+// is rolled back, the AfterCommit functions it registered are dropped, and fn's error is returned
+// as is. Savepoints nest. An error of the savepoint's own statements wraps ErrSavepoint.
+func (tx *Tx) Savepoint(ctx context.Context, name string, fn func() error) error {
+	if !identifier(name) {
+		return fmt.Errorf("%w: %q is not an identifier", ErrSavepoint, name)
+	}
+	if _, err := tx.Exec(ctx, "SAVEPOINT "+name); err != nil {
+		return fmt.Errorf("%w: %w", ErrSavepoint, err)
+	}
+	hooks := len(tx.hooks)
+	failed := fn()
+	if failed != nil {
+		tx.hooks = tx.hooks[:hooks]
+		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT "+name); err != nil {
+			return errors.Join(failed, fmt.Errorf("%w: rollback to %s: %w", ErrSavepoint, name, err))
+		}
+	}
+	if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT "+name); err != nil {
+		return errors.Join(failed, fmt.Errorf("%w: release %s: %w", ErrSavepoint, name, err))
+	}
+	return failed
+}
+
+// identifier reports whether name is a plain SQL identifier: a letter or underscore, then
+// letters, digits and underscores.
+func identifier(name string) bool {
+	for i, r := range name {
+		letter := r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
+		if !letter && (i == 0 || r < '0' || r > '9') {
+			return false
+		}
+	}
+	return name != ""
+}
+
 // SQL returns the underlying transaction, for libraries that want one.
 func (tx *Tx) SQL() *sql.Tx { return tx.tx }
 
