@@ -115,7 +115,8 @@ type QualifyParams struct {
 // started yet or just expired, so their reasons show), what it is worth on the cart and why the
 // others do not apply, with the best single coupon and the best stack. A bad cart is a problem
 // Invalid with paths like cart.items[2].quantity. The wallet is read with one indexed query
-// (tenant, user, state); template versions come from memory.
+// (tenant, user, state) and its template versions come from memory; a node keeps recently
+// qualified wallets prepared (see the wallet cache).
 func (s *Service) Qualify(ctx context.Context, p QualifyParams) (qualify.Result, error) {
 	start := time.Now()
 	var fs problem.Fields
@@ -128,15 +129,11 @@ func (s *Service) Qualify(ctx context.Context, p QualifyParams) (qualify.Result,
 	if err := qualify.ValidateCart(p.Cart); err != nil {
 		return qualify.Result{}, err
 	}
-	coupons, err := s.cachedWallet(ctx, p.TenantID, p.UserID)
+	w, err := s.wallet(ctx, p.TenantID, p.UserID)
 	if err != nil {
 		return qualify.Result{}, err
 	}
-	lookup, err := s.templates.lookup(ctx, p.TenantID, coupons)
-	if err != nil {
-		return qualify.Result{}, err
-	}
-	in := qualify.Input{Now: s.now(), Cart: p.Cart, Coupons: coupons, Templates: lookup, User: p.User, Lang: p.Lang}
+	in := qualify.Input{Now: s.now(), Cart: p.Cart, Wallet: w, User: p.User, Lang: p.Lang}
 	var res qualify.Result
 	if p.Buffer != nil {
 		res = *p.Buffer.Evaluate(in)

@@ -25,12 +25,13 @@ import (
 // walletKey names one user's wallet.
 type walletKey struct{ tenant, user string }
 
-// walletEntry is one cached wallet. filled is false while a read is in flight or after a drop.
+// walletEntry is one cached wallet, prepared for evaluation. filled is false while a read is in
+// flight or after a drop.
 type walletEntry struct {
-	gen     uint64
-	filled  bool
-	at      time.Time
-	coupons []qualify.Coupon
+	gen    uint64
+	filled bool
+	at     time.Time
+	wallet *qualify.Wallet
 }
 
 // walletCache holds wallets; a nil cache holds nothing.
@@ -55,12 +56,12 @@ func newWalletCache(ttl time.Duration, max int, now func() time.Time) *walletCac
 }
 
 // get returns the cached wallet of k, or the generation a read must present to fill it.
-func (c *walletCache) get(k walletKey) (coupons []qualify.Coupon, gen uint64, ok bool) {
+func (c *walletCache) get(k walletKey) (w *qualify.Wallet, gen uint64, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.entries[k]
 	if e != nil && e.filled && c.now().Sub(e.at) < c.ttl {
-		return e.coupons, 0, true
+		return e.wallet, 0, true
 	}
 	if e == nil {
 		if len(c.entries) >= c.max {
@@ -76,10 +77,10 @@ func (c *walletCache) get(k walletKey) (coupons []qualify.Coupon, gen uint64, ok
 // forget empties e under a new generation.
 func (c *walletCache) forget(e *walletEntry) {
 	if e.filled {
-		c.held -= len(e.coupons)
+		c.held -= len(e.wallet.Coupons())
 	}
 	c.gen++
-	e.gen, e.filled, e.coupons = c.gen, false, nil
+	e.gen, e.filled, e.wallet = c.gen, false, nil
 }
 
 // reset drops everything: crude, rare, and safe (reads in flight then fill nothing).
@@ -89,19 +90,20 @@ func (c *walletCache) reset() {
 }
 
 // fill stores a wallet read under generation gen, unless the entry was dropped since.
-func (c *walletCache) fill(k walletKey, gen uint64, coupons []qualify.Coupon) {
+func (c *walletCache) fill(k walletKey, gen uint64, w *qualify.Wallet) {
+	n := len(w.Coupons())
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.entries[k]
-	if e == nil || e.gen != gen || len(coupons) > c.max {
+	if e == nil || e.gen != gen || n > c.max {
 		return
 	}
-	if c.held+len(coupons) > c.max {
+	if c.held+n > c.max {
 		c.reset()
 		return
 	}
-	e.filled, e.at, e.coupons = true, c.now(), slices.Clip(coupons)
-	c.held += len(coupons)
+	e.filled, e.at, e.wallet = true, c.now(), w
+	c.held += n
 }
 
 // drop forgets the wallets of keys; reads in flight for them fill nothing.
@@ -129,24 +131,34 @@ func walletKeys(events []bus.Event) []walletKey {
 	return keys
 }
 
-// cachedWallet is usable(tenant, user, nil) through the wallet cache.
-func (s *Service) cachedWallet(ctx context.Context, tenant, user string) ([]qualify.Coupon, error) {
-	if s.wallets == nil {
-		return s.usable(ctx, tenant, user, nil)
-	}
+// wallet is the user's usable coupons (usable(tenant, user, nil)) prepared for evaluation, through
+// the wallet cache. A wallet one of whose template versions was not found is not kept: the version
+// may yet arrive.
+func (s *Service) wallet(ctx context.Context, tenant, user string) (*qualify.Wallet, error) {
 	k := walletKey{tenant, user}
-	coupons, gen, ok := s.wallets.get(k)
-	if ok {
-		s.metrics.walletCache.WithLabelValues("hit").Inc()
-		return coupons, nil
+	var gen uint64
+	if s.wallets != nil {
+		w, g, ok := s.wallets.get(k)
+		if ok {
+			s.metrics.walletCache.WithLabelValues("hit").Inc()
+			return w, nil
+		}
+		s.metrics.walletCache.WithLabelValues("miss").Inc()
+		gen = g
 	}
-	s.metrics.walletCache.WithLabelValues("miss").Inc()
 	coupons, err := s.usable(ctx, tenant, user, nil)
 	if err != nil {
 		return nil, err
 	}
-	s.wallets.fill(k, gen, coupons)
-	return coupons, nil
+	lookup, err := s.templates.lookup(ctx, tenant, coupons)
+	if err != nil {
+		return nil, err
+	}
+	w := qualify.NewWallet(slices.Clip(coupons), lookup)
+	if s.wallets != nil && w.Complete() {
+		s.wallets.fill(k, gen, w)
+	}
+	return w, nil
 }
 
 // WatchWallets keeps this node's wallet cache in step with the other nodes: it watches the

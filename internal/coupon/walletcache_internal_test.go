@@ -15,7 +15,7 @@ func TestWalletCacheGenerations(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
 	c := newWalletCache(time.Minute, 3, clk.Now)
 	a, b := walletKey{"t", "a"}, walletKey{"t", "b"}
-	wallet := []qualify.Coupon{{ID: "c1"}}
+	wallet := qualify.NewWallet([]qualify.Coupon{{ID: "c1"}}, nil)
 
 	_, gen, ok := c.get(a)
 	require.False(t, ok)
@@ -58,7 +58,7 @@ func TestWalletCacheGenerations(t *testing.T) {
 		require.LessOrEqual(t, len(c.entries), 3)
 	}
 	require.Positive(t, c.size())
-	big := []qualify.Coupon{{ID: "c1"}, {ID: "c2"}, {ID: "c3"}, {ID: "c4"}}
+	big := qualify.NewWallet([]qualify.Coupon{{ID: "c1"}, {ID: "c2"}, {ID: "c3"}, {ID: "c4"}}, nil)
 	_, gen, _ = c.get(walletKey{"t", "big"})
 	c.fill(walletKey{"t", "big"}, gen, big)
 	_, _, ok = c.get(walletKey{"t", "big"})
@@ -66,7 +66,7 @@ func TestWalletCacheGenerations(t *testing.T) {
 	held := 0
 	for _, e := range c.entries {
 		if e.filled {
-			held += len(e.coupons)
+			held += len(e.wallet.Coupons())
 		}
 	}
 	require.Equal(t, held, c.held, "the count of held coupons follows fills, drops and resets")

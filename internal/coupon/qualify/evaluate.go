@@ -56,6 +56,8 @@ type evaluator struct {
 	slots    []int32
 	keySlots []int32
 	keys     []keyTemplate
+	// versions numbers the template versions of a Wallet (see templateIn).
+	versions []int32
 	tevals   []tmplEval
 	// cs are the coupons' answers (see couponEval); appl lists the applicable coupons.
 	cs      []couponEval
@@ -138,6 +140,11 @@ func getEvaluator(in *Input) *evaluator {
 // setup readies e, new or pooled, for in.
 func (e *evaluator) setup(in *Input) {
 	e.input = *in // a copy, so that the caller's Input need not escape to the heap
+	if w := in.Wallet; w != nil {
+		e.input.Coupons, e.input.Templates = w.coupons, nil
+		e.versions = resize(e.versions, len(w.templates))
+	}
+	in = &e.input
 	e.in, e.cart = &e.input, &e.input.Cart
 	e.msg = messages{zh: strings.HasPrefix(in.Lang, "zh"), strs: &e.strs}
 	e.cur = currencyOf(in.Cart.Currency)
@@ -339,7 +346,12 @@ type couponEval struct {
 // qualifyCoupon qualifies coupon i. The split of an applicable coupon is left to computeSplits.
 func (e *evaluator) qualifyCoupon(i int) couponEval {
 	c := &e.in.Coupons[i]
-	ti := e.templateOf(c)
+	var ti int32
+	if w := e.in.Wallet; w != nil {
+		ti = e.templateIn(w, i)
+	} else {
+		ti = e.templateOf(c)
+	}
 	if ti < 0 {
 		if e.missing.n == 0 {
 			e.missing = e.addReasons(e.msg.templateMissing())
@@ -508,12 +520,8 @@ func (e *evaluator) templateOf(c *Coupon) int32 {
 			return k.ti
 		}
 	}
-	var t *Template
-	if e.in.Templates != nil {
-		t, _ = e.in.Templates(c.TemplateKey, c.TemplateVersion)
-	}
 	ti := int32(-1)
-	if t != nil {
+	if t := find(e.in.Templates, c.TemplateKey, c.TemplateVersion); t != nil {
 		ti = e.template(t)
 	}
 	e.keys = append(e.keys, keyTemplate{hash: hash, key: c.TemplateKey, version: c.TemplateVersion,

@@ -13,6 +13,9 @@ type Input struct {
 	Cart      Cart
 	Coupons   []Coupon
 	Templates Lookup
+	// Wallet, when set, holds the coupons and their templates instead of Coupons and Templates,
+	// which are then ignored.
+	Wallet *Wallet
 	// User is the user's attributes for CEL conditions (may be nil).
 	User map[string]any
 	// Lang is "en" (default) or "zh-CN", for reason messages.

@@ -106,8 +106,10 @@ func newTenantPool(t testing.TB, rng *rand.Rand, n int) *tenantPool {
 }
 
 func (p *tenantPool) lookup(key string, version int) (*qualify.Template, bool) {
-	tp, ok := p.byKey[key]
-	return tp, ok && tp.Version == version
+	if tp, ok := p.byKey[key]; ok && tp.Version == version {
+		return tp, true
+	}
+	return nil, false
 }
 
 // realisticWallet is a wallet of n coupons over 0.6×n of the pool's templates: a few coupons share
@@ -282,4 +284,55 @@ func TestBufferAllocatesNothing(t *testing.T) {
 	buf.Evaluate(in)
 	allocs := testing.AllocsPerRun(50, func() { buf.Evaluate(in) })
 	require.Less(t, allocs, 1.0, "allocations per evaluation")
+}
+
+// TestPreparedWalletMatchesEvaluate evaluates realistic and random wallets, some of whose coupons
+// name a template version no lookup finds, both ways: from Coupons and Templates, and from a
+// prepared Wallet (plain and into a Buffer). The answers must be the same, and so must Price's for
+// a few coupons of the wallet; the wallet is complete exactly when no version is missing.
+func TestPreparedWalletMatchesEvaluate(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(seedtest.Seed(t), 37))
+	pool := newTenantPool(t, rng, 400)
+	var buf qualify.Buffer
+	for round := range 200 {
+		var in qualify.Input
+		if round%3 < 2 {
+			b := realisticWallet(t, rng, pool, []int{0, 1, 5, 20, 60, 200}[rng.IntN(6)])
+			b.lang = []string{"", "en", "zh-CN"}[rng.IntN(3)]
+			in = b.input(realisticCart(rng, 1+rng.IntN(6)))
+		} else {
+			b, c := randomWallet(t, rng, rng.IntN(60))
+			b.lang = []string{"en", "zh-CN"}[rng.IntN(2)]
+			in = b.input(c)
+		}
+		missing := false
+		for i := range in.Coupons {
+			if rng.IntN(25) == 0 {
+				in.Coupons[i].TemplateVersion += 1 + rng.IntN(2) // a version the lookup does not know
+			}
+			_, found := in.Templates(in.Coupons[i].TemplateKey, in.Coupons[i].TemplateVersion)
+			missing = missing || !found
+		}
+		want := qualify.Evaluate(in)
+		w := qualify.NewWallet(in.Coupons, in.Templates)
+		require.Equal(t, !missing, w.Complete(), "round %d", round)
+		require.Equal(t, in.Coupons, w.Coupons())
+		prepared := in
+		prepared.Coupons, prepared.Templates, prepared.Wallet = nil, nil, w
+		require.Equal(t, want, qualify.Evaluate(prepared), "round %d", round)
+		require.Equal(t, want, *buf.Evaluate(prepared), "round %d", round)
+		if len(in.Coupons) == 0 {
+			continue
+		}
+		var ids []string
+		for range 1 + rng.IntN(3) {
+			ids = append(ids, in.Coupons[rng.IntN(len(in.Coupons))].ID)
+		}
+		pick, outs, err := qualify.Price(in, ids)
+		wpick, wouts, werr := qualify.Price(prepared, ids)
+		require.Equal(t, err, werr, "round %d", round)
+		require.Equal(t, pick, wpick, "round %d", round)
+		require.Equal(t, outs, wouts, "round %d", round)
+	}
 }
