@@ -186,19 +186,20 @@ func (ut *UserTask) saved(rev int64) {
 	ut.dirty, ut.inserted = false, false
 }
 
-// rowHead is what a user task row holds besides its progress: the columns its secondary indexes
-// cover (state, expires_at) and the rest a transition changes.
+// rowHead is every column of a user task row but its key, id, progress, seen values and update
+// time: those its secondary indexes cover (state, expires_at) and the rest a transition changes.
 type rowHead struct {
-	state                        State
-	stage                        int
-	done                         uint64
-	reason                       string
-	completed, rewarded, expires int64
+	state                                 State
+	period, reason                        string
+	round, version, stage                 int
+	done                                  uint64
+	claimed, completed, rewarded, expires int64
 }
 
 // headNow is the row head of the user task as it is now.
 func (ut *UserTask) headNow() rowHead {
-	h := rowHead{state: ut.State, stage: ut.Stage, done: ut.done, reason: ut.Reason}
+	h := rowHead{state: ut.State, period: ut.Period, reason: ut.Reason, round: ut.Round, version: ut.TaskVersion,
+		stage: ut.Stage, done: ut.done, claimed: sqldb.Micros(ut.ClaimedAt)}
 	if ut.CompletedAt != nil {
 		h.completed = sqldb.Micros(*ut.CompletedAt)
 	}
