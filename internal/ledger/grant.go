@@ -173,7 +173,7 @@ func (s *Service) postGrants(ctx context.Context, tx *sqldb.Tx, ps []posting, sh
 // round trip and the one writer needs no lock order: one multi-row INSERT of the entries
 // (duplicates skipped), then one upsert of the accounts (users and issuance) and one of the lots.
 func (s *Service) postGrantsSteps(ctx context.Context, tx *sqldb.Tx, ps []posting, shard int, now time.Time) (map[string]bool, error) {
-	inserted, err := insertEntries(ctx, s.runner(tx), ps)
+	inserted, err := insertEntries(ctx, tx, ps)
 	if err != nil || len(inserted) == 0 {
 		return inserted, err
 	}
@@ -186,10 +186,10 @@ func (s *Service) postGrantsSteps(ctx context.Context, tx *sqldb.Tx, ps []postin
 			lots[lotKey{p.TenantID, p.UserID, p.Asset, p.lot}] += p.Amount
 		}
 	}
-	if err := upsertAccounts(ctx, s.runner(tx), deltas, now); err != nil {
+	if err := upsertAccounts(ctx, tx, deltas, now); err != nil {
 		return nil, err
 	}
-	return inserted, addToLots(ctx, s.runner(tx), lots, now, func() string { return ids.New("lot", now) })
+	return inserted, addToLots(ctx, tx, lots, now, func() string { return ids.New("lot", now) })
 }
 
 // grantStatementPG posts grants on PostgreSQL in one round trip: data-modifying CTEs insert the

@@ -101,17 +101,6 @@ func (s *Service) Close() error {
 	return nil
 }
 
-// forUpdate is the row-lock suffix of a SELECT inside a write transaction: PostgreSQL needs it;
-// SQLite has one writer, so its write transactions are serial already.
-func (s *Service) forUpdate() string {
-	return s.db.Dialect().ForUpdate()
-}
-
-// skipLocked is forUpdate for sweeps: rows another node is working on are skipped.
-func (s *Service) skipLocked() string {
-	return s.db.Dialect().SkipLocked()
-}
-
 // DefineAssetParams names a merchant-defined asset.
 type DefineAssetParams struct {
 	TenantID string

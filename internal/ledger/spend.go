@@ -231,7 +231,7 @@ func (s *Service) credit(ctx context.Context, tx *sqldb.Tx, p posting) (Result[g
 		return r, err
 	}
 	adds := map[lotKey]int64{{p.TenantID, p.UserID, p.Asset, p.lot}: p.Amount}
-	if err := addToLots(ctx, s.runner(tx), adds, now, func() string { return ids.New("lot", now) }); err != nil {
+	if err := addToLots(ctx, tx, adds, now, func() string { return ids.New("lot", now) }); err != nil {
 		return Result[grantResult]{}, err
 	}
 	return s.finish(ctx, tx, p, p.Amount, 0, now)
@@ -240,7 +240,7 @@ func (s *Service) credit(ctx context.Context, tx *sqldb.Tx, p posting) (Result[g
 // insertOne writes one entry; when its key was taken meanwhile (by a transaction on another
 // account) it answers with the entry holding the key and dup=true, having written nothing.
 func (s *Service) insertOne(ctx context.Context, tx *sqldb.Tx, p posting) (Result[grantResult], bool, error) {
-	inserted, err := insertEntries(ctx, s.runner(tx), []posting{p})
+	inserted, err := insertEntries(ctx, tx, []posting{p})
 	if err != nil || inserted[p.ID] {
 		return Result[grantResult]{}, false, err
 	}
@@ -268,7 +268,7 @@ func (s *Service) finish(ctx context.Context, tx *sqldb.Tx, p posting, balanceDe
 		system = p.Debit
 	}
 	deltas := map[accountKey]int64{{p.TenantID, system, p.Asset, shardOf(p.UserID)}: balanceDelta * -1}
-	if err := upsertAccounts(ctx, s.runner(tx), deltas, now); err != nil {
+	if err := upsertAccounts(ctx, tx, deltas, now); err != nil {
 		return Result[grantResult]{}, err
 	}
 	s.posted(tx, []Entry{p.Entry})

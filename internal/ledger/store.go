@@ -40,26 +40,6 @@ func preparedStatements(d sqldb.Dialect) []string {
 	return qs
 }
 
-// runner runs the store's multi-row statements in one transaction.
-type runner struct {
-	tx *sqldb.Tx
-	m  sqldb.Dialect
-}
-
-func (s *Service) runner(tx *sqldb.Tx) runner { return runner{tx: tx, m: tx.Dialect()} }
-
-// chunk is how many of n remaining rows the next statement takes.
-func (r runner) chunk(n int) int { return r.m.ChunkRows(n, maxRows) }
-
-func (r runner) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return r.tx.Query(ctx, q, args...)
-}
-
-func (r runner) exec(ctx context.Context, q string, args ...any) error {
-	_, err := r.tx.Exec(ctx, q, args...)
-	return err
-}
-
 // posting is an entry about to be written, with the stored expiry of the lot it touches.
 type posting struct {
 	Entry
@@ -89,16 +69,16 @@ func insertEntriesSQL(m sqldb.Dialect, rows int) string {
 	return q.String()
 }
 
-func insertEntries(ctx context.Context, r runner, ps []posting) (map[string]bool, error) {
+func insertEntries(ctx context.Context, tx *sqldb.Tx, ps []posting) (map[string]bool, error) {
 	inserted := make(map[string]bool, len(ps))
 	for start := 0; start < len(ps); {
-		part := ps[start : start+r.chunk(len(ps)-start)]
+		part := ps[start : start+tx.Dialect().ChunkRows(len(ps)-start, maxRows)]
 		start += len(part)
 		args := make([]any, 0, entryCols*len(part))
 		for _, p := range part {
 			args = append(args, p.args()...)
 		}
-		rows, err := r.query(ctx, insertEntriesSQL(r.m, len(part)), args...)
+		rows, err := tx.Query(ctx, insertEntriesSQL(tx.Dialect(), len(part)), args...)
 		if err != nil {
 			return nil, fmt.Errorf("ledger: insert entries: %w", err)
 		}
@@ -205,7 +185,7 @@ func upsertAccountsSQL(m sqldb.Dialect, rows int) string {
 
 // upsertAccounts adds each delta to its account's balance, creating missing rows. Rows are
 // written in one order (tenant, owner, asset, shard) so concurrent writers cannot deadlock.
-func upsertAccounts(ctx context.Context, r runner, deltas map[accountKey]int64, now time.Time) error {
+func upsertAccounts(ctx context.Context, tx *sqldb.Tx, deltas map[accountKey]int64, now time.Time) error {
 	keys := make([]accountKey, 0, len(deltas))
 	for k, d := range deltas {
 		if d != 0 {
@@ -218,13 +198,13 @@ func upsertAccounts(ctx context.Context, r runner, deltas map[accountKey]int64, 
 	})
 	at := sqldb.Micros(now)
 	for start := 0; start < len(keys); {
-		part := keys[start : start+r.chunk(len(keys)-start)]
+		part := keys[start : start+tx.Dialect().ChunkRows(len(keys)-start, maxRows)]
 		start += len(part)
 		args := make([]any, 0, 7*len(part))
 		for _, k := range part {
 			args = append(args, k.tenant, k.owner, k.asset, k.shard, deltas[k], at, at)
 		}
-		if err := r.exec(ctx, upsertAccountsSQL(r.m, len(part)), args...); err != nil {
+		if _, err := tx.Exec(ctx, upsertAccountsSQL(tx.Dialect(), len(part)), args...); err != nil {
 			return fmt.Errorf("ledger: update accounts: %w", err)
 		}
 	}
@@ -250,7 +230,7 @@ func addToLotsSQL(m sqldb.Dialect, rows int) string {
 }
 
 // addToLots adds granted value to lots, creating missing ones, in one order.
-func addToLots(ctx context.Context, r runner, adds map[lotKey]int64, now time.Time, newID func() string) error {
+func addToLots(ctx context.Context, tx *sqldb.Tx, adds map[lotKey]int64, now time.Time, newID func() string) error {
 	keys := make([]lotKey, 0, len(adds))
 	for k := range adds {
 		keys = append(keys, k)
@@ -261,13 +241,13 @@ func addToLots(ctx context.Context, r runner, adds map[lotKey]int64, now time.Ti
 	})
 	at := sqldb.Micros(now)
 	for start := 0; start < len(keys); {
-		part := keys[start : start+r.chunk(len(keys)-start)]
+		part := keys[start : start+tx.Dialect().ChunkRows(len(keys)-start, maxRows)]
 		start += len(part)
 		args := make([]any, 0, 9*len(part))
 		for _, k := range part {
 			args = append(args, k.tenant, k.user, k.asset, k.expires, newID(), adds[k], adds[k], at, at)
 		}
-		if err := r.exec(ctx, addToLotsSQL(r.m, len(part)), args...); err != nil {
+		if _, err := tx.Exec(ctx, addToLotsSQL(tx.Dialect(), len(part)), args...); err != nil {
 			return fmt.Errorf("ledger: update lots: %w", err)
 		}
 	}
@@ -287,9 +267,9 @@ func (a account) available() int64 { return a.balance - a.held }
 // write transaction is exclusive already). The account lock serialises every writer of the
 // account's lots and holds.
 func (s *Service) lockAccount(ctx context.Context, tx *sqldb.Tx, tenantID, userID, asset string, skip bool) (account, bool, error) {
-	lock := s.forUpdate()
+	lock := s.db.Dialect().ForUpdate()
 	if skip {
-		lock = s.skipLocked()
+		lock = s.db.Dialect().SkipLocked()
 	}
 	a := account{exists: true}
 	err := tx.QueryRow(ctx, `SELECT balance, held FROM ledger_accounts

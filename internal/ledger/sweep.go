@@ -89,7 +89,7 @@ func (s *Service) expireAccount(ctx context.Context, tx *sqldb.Tx, a accountKey,
 	if len(ps) == 0 {
 		return 0, saveLots(ctx, tx, a.tenant, a.owner, a.asset, lots, now) // debt netting, if any
 	}
-	inserted, err := insertEntries(ctx, s.runner(tx), ps)
+	inserted, err := insertEntries(ctx, tx, ps)
 	if err != nil {
 		return 0, err
 	}
@@ -118,7 +118,7 @@ func (s *Service) expireAccount(ctx context.Context, tx *sqldb.Tx, a accountKey,
 		return 0, err
 	}
 	deltas := map[accountKey]int64{{a.tenant, AccountExpired, a.asset, shardOf(a.owner)}: total}
-	if err := upsertAccounts(ctx, s.runner(tx), deltas, now); err != nil {
+	if err := upsertAccounts(ctx, tx, deltas, now); err != nil {
 		return 0, err
 	}
 	s.posted(tx, entries)
