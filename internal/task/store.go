@@ -139,16 +139,12 @@ func saveUserTasks(ctx context.Context, tx *sqldb.Tx, m sqldb.Dialect, uts []*Us
 		chunk := uts[start:min(start+keyChunk/2, len(uts))]
 		args := make([]any, 0, cols*len(chunk))
 		for _, ut := range chunk {
-			seen := "[]"
-			if len(ut.Values) > 0 {
-				seen = string(mustJSON(ut.Values))
-			}
 			var expires int64
 			if ut.ExpiresAt != nil {
 				expires = sqldb.Micros(*ut.ExpiresAt)
 			}
 			args = append(args, ut.TenantID, ut.UserID, ut.Task, ut.PeriodKey, ut.ID, ut.Period, ut.Round,
-				ut.TaskVersion, string(ut.State), ut.Progress, seen, int64(ut.done), ut.Stage, ut.Reason,
+				ut.TaskVersion, string(ut.State), ut.Progress, ut.seen(), int64(ut.done), ut.Stage, ut.Reason,
 				sqldb.Micros(ut.ClaimedAt), micros(ut.CompletedAt), micros(ut.RewardedAt), expires,
 				sqldb.Micros(ut.UpdatedAt), ut.rev+1)
 		}
@@ -178,6 +174,14 @@ func saveUserTasks(ctx context.Context, tx *sqldb.Tx, m sqldb.Dialect, uts []*Us
 		ut.saved(ut.rev + 1)
 	}
 	return nil
+}
+
+// seen is the seen column: the distinct values as a JSON array.
+func (ut *UserTask) seen() string {
+	if len(ut.Values) == 0 {
+		return "[]"
+	}
+	return string(mustJSON(ut.Values))
 }
 
 // saved notes that the row was written with that rev.
@@ -225,13 +229,9 @@ func saveProgress(ctx context.Context, tx *sqldb.Tx, uts []*UserTask) ([]*UserTa
 			rest = append(rest, ut)
 			continue
 		}
-		seen := "[]"
-		if len(ut.Values) > 0 {
-			seen = string(mustJSON(ut.Values))
-		}
 		res, err := tx.Exec(ctx, `UPDATE user_tasks SET progress = $1, seen = $2, updated_at = $3, rev = $4
 			WHERE tenant_id = $5 AND user_id = $6 AND task_key = $7 AND period_key = $8 AND rev = $9 AND id = $10`,
-			ut.Progress, seen, sqldb.Micros(ut.UpdatedAt), ut.rev+1,
+			ut.Progress, ut.seen(), sqldb.Micros(ut.UpdatedAt), ut.rev+1,
 			ut.TenantID, ut.UserID, ut.Task, ut.PeriodKey, ut.rev, ut.ID)
 		if err != nil {
 			return nil, fmt.Errorf("task: save user task progress: %w", err)

@@ -257,18 +257,22 @@ func TestBufferMatchesEvaluate(t *testing.T) {
 	pool := newTenantPool(t, rng, 400)
 	var buf qualify.Buffer
 	for round := range 200 {
-		var in qualify.Input
-		if round%3 < 2 {
-			b := realisticWallet(t, rng, pool, []int{1, 5, 20, 60, 200, 300}[rng.IntN(6)])
-			b.lang = []string{"", "en", "zh-CN"}[rng.IntN(3)]
-			in = b.input(realisticCart(rng, 1+rng.IntN(6)))
-		} else {
-			b, c := randomWallet(t, rng, rng.IntN(60))
-			b.lang = []string{"en", "zh-CN"}[rng.IntN(2)]
-			in = b.input(c)
-		}
+		in := mixedInput(t, rng, pool, round, []int{1, 5, 20, 60, 200, 300})
 		require.Equal(t, qualify.Evaluate(in), *buf.Evaluate(in), "round %d", round)
 	}
+}
+
+// mixedInput is the input of a round of a mix: two rounds in three a realistic wallet of one of
+// sizes over pool and a realistic cart, the others a random wallet and cart; in any language.
+func mixedInput(t *testing.T, rng *rand.Rand, pool *tenantPool, round int, sizes []int) qualify.Input {
+	if round%3 < 2 {
+		b := realisticWallet(t, rng, pool, sizes[rng.IntN(len(sizes))])
+		b.lang = []string{"", "en", "zh-CN"}[rng.IntN(3)]
+		return b.input(realisticCart(rng, 1+rng.IntN(6)))
+	}
+	b, c := randomWallet(t, rng, rng.IntN(60))
+	b.lang = []string{"en", "zh-CN"}[rng.IntN(2)]
+	return b.input(c)
 }
 
 // TestBufferAllocatesNothing checks that a Buffer, once grown, evaluates a wallet without
@@ -296,16 +300,7 @@ func TestPreparedWalletMatchesEvaluate(t *testing.T) {
 	pool := newTenantPool(t, rng, 400)
 	var buf qualify.Buffer
 	for round := range 200 {
-		var in qualify.Input
-		if round%3 < 2 {
-			b := realisticWallet(t, rng, pool, []int{0, 1, 5, 20, 60, 200}[rng.IntN(6)])
-			b.lang = []string{"", "en", "zh-CN"}[rng.IntN(3)]
-			in = b.input(realisticCart(rng, 1+rng.IntN(6)))
-		} else {
-			b, c := randomWallet(t, rng, rng.IntN(60))
-			b.lang = []string{"en", "zh-CN"}[rng.IntN(2)]
-			in = b.input(c)
-		}
+		in := mixedInput(t, rng, pool, round, []int{0, 1, 5, 20, 60, 200})
 		missing := false
 		for i := range in.Coupons {
 			if rng.IntN(25) == 0 {
