@@ -47,17 +47,10 @@ func (a qualifyAnswer) appendJSON(b []byte) ([]byte, error) {
 	if a.Coupons == nil {
 		b = append(b, "null"...)
 	} else {
-		b = append(b, '[')
-		for i := range a.Coupons {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			var err error
-			if b, err = appendOutcome(b, &a.Coupons[i]); err != nil {
-				return nil, err
-			}
+		var err error
+		if b, err = appendArray(b, a.Coupons, appendOutcome); err != nil {
+			return nil, err
 		}
-		b = append(b, ']')
 	}
 	b = append(b, `,"best":{"single":`...)
 	b = appendPick(b, a.Best.Single)
@@ -78,38 +71,12 @@ func appendOutcome(b []byte, o *qualify.Outcome) ([]byte, error) {
 	b = append(b, `,"discount":`...)
 	b = strconv.AppendInt(b, o.Discount, 10)
 	if len(o.Split) > 0 {
-		b = append(b, `,"split":[`...)
-		for i, s := range o.Split {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"index":`...)
-			b = strconv.AppendInt(b, int64(s.Index), 10)
-			b = append(b, `,"sku":`...)
-			b = appendJSONString(b, s.SKU)
-			b = append(b, `,"discount":`...)
-			b = strconv.AppendInt(b, s.Discount, 10)
-			b = append(b, '}')
-		}
-		b = append(b, ']')
+		b = append(b, `,"split":`...)
+		b, _ = appendArray(b, o.Split, appendShare)
 	}
 	if len(o.Reasons) > 0 {
-		b = append(b, `,"reasons":[`...)
-		for i, r := range o.Reasons {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"code":`...)
-			b = appendJSONString(b, r.Code)
-			b = append(b, `,"message":`...)
-			b = appendJSONString(b, r.Message)
-			if r.Shortfall != 0 {
-				b = append(b, `,"shortfall":`...)
-				b = strconv.AppendInt(b, r.Shortfall, 10)
-			}
-			b = append(b, '}')
-		}
-		b = append(b, ']')
+		b = append(b, `,"reasons":`...)
+		b, _ = appendArray(b, o.Reasons, appendReason)
 	}
 	b = append(b, `,"expires_at":`...)
 	b, err := appendJSONTime(b, o.ExpiresAt)
@@ -117,6 +84,43 @@ func appendOutcome(b []byte, o *qualify.Outcome) ([]byte, error) {
 		return nil, err
 	}
 	return append(b, '}'), nil
+}
+
+func appendShare(b []byte, s *qualify.Share) ([]byte, error) {
+	b = append(b, `{"index":`...)
+	b = strconv.AppendInt(b, int64(s.Index), 10)
+	b = append(b, `,"sku":`...)
+	b = appendJSONString(b, s.SKU)
+	b = append(b, `,"discount":`...)
+	b = strconv.AppendInt(b, s.Discount, 10)
+	return append(b, '}'), nil
+}
+
+func appendReason(b []byte, r *qualify.Reason) ([]byte, error) {
+	b = append(b, `{"code":`...)
+	b = appendJSONString(b, r.Code)
+	b = append(b, `,"message":`...)
+	b = appendJSONString(b, r.Message)
+	if r.Shortfall != 0 {
+		b = append(b, `,"shortfall":`...)
+		b = strconv.AppendInt(b, r.Shortfall, 10)
+	}
+	return append(b, '}'), nil
+}
+
+// appendArray writes items as a JSON array, each with item.
+func appendArray[T any](b []byte, items []T, item func([]byte, *T) ([]byte, error)) ([]byte, error) {
+	b = append(b, '[')
+	for i := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var err error
+		if b, err = item(b, &items[i]); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, ']'), nil
 }
 
 func appendPick(b []byte, p *qualify.Pick) []byte {
@@ -127,14 +131,9 @@ func appendPick(b []byte, p *qualify.Pick) []byte {
 	if p.CouponIDs == nil {
 		b = append(b, "null"...)
 	} else {
-		b = append(b, '[')
-		for i, id := range p.CouponIDs {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, id)
-		}
-		b = append(b, ']')
+		b, _ = appendArray(b, p.CouponIDs, func(b []byte, id *string) ([]byte, error) {
+			return appendJSONString(b, *id), nil
+		})
 	}
 	b = append(b, `,"discount":`...)
 	b = strconv.AppendInt(b, p.Discount, 10)
