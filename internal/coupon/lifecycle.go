@@ -24,7 +24,7 @@ func (s *Service) ExpireDue(ctx context.Context, limit int) (int, error) {
 		now := s.now()
 		rows, err := tx.Query(ctx, `UPDATE coupons SET state = 'expired', updated_at = $1
 			WHERE (tenant_id, user_id, id) IN (SELECT tenant_id, user_id, id FROM coupons
-				WHERE state = 'issued' AND expires_at <= $1 ORDER BY expires_at LIMIT $2`+s.skipLocked()+`)
+				WHERE state = 'issued' AND expires_at <= $1 ORDER BY expires_at LIMIT $2`+s.dialect.SkipLocked()+`)
 			AND state = 'issued' RETURNING `+couponColumns, sqldb.Micros(now), limit)
 		if err != nil {
 			return fmt.Errorf("coupon: expire coupons: %w", err)
@@ -60,7 +60,7 @@ func (s *Service) Archive(ctx context.Context, olderThan time.Duration, limit in
 		now := s.now()
 		rows, err := tx.Query(ctx, `SELECT `+couponColumns+` FROM coupons
 			WHERE state IN ('redeemed', 'expired', 'revoked') AND updated_at <= $1
-			ORDER BY updated_at LIMIT $2`+s.skipLocked(), sqldb.Micros(now.Add(-olderThan)), limit)
+			ORDER BY updated_at LIMIT $2`+s.dialect.SkipLocked(), sqldb.Micros(now.Add(-olderThan)), limit)
 		if err != nil {
 			return fmt.Errorf("coupon: find coupons to archive: %w", err)
 		}
@@ -120,7 +120,7 @@ func (s *Service) Revoke(ctx context.Context, tenantID, couponID, reason string)
 	}
 	var c Coupon
 	err := s.db.Tx(ctx, func(tx *sqldb.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT `+couponColumns+` FROM coupons WHERE tenant_id = $1 AND id = $2`+s.forUpdate(),
+		rows, err := tx.Query(ctx, `SELECT `+couponColumns+` FROM coupons WHERE tenant_id = $1 AND id = $2`+s.dialect.ForUpdate(),
 			tenantID, couponID)
 		if err != nil {
 			return fmt.Errorf("coupon: revoke: %w", err)

@@ -363,7 +363,7 @@ func (s *Service) change(ctx context.Context, tenantID, id string, fn changeFunc
 		after error
 	)
 	err := s.db.Tx(ctx, func(tx *sqldb.Tx) error {
-		row, err := loadRedemption(ctx, tx, tenantID, id, s.forUpdate())
+		row, err := loadRedemption(ctx, tx, tenantID, id, s.dialect.ForUpdate())
 		if err != nil {
 			return err
 		}
@@ -438,7 +438,7 @@ func (s *Service) rollbackTx(ctx context.Context, tx *sqldb.Tx, r *Redemption, p
 		return err
 	}
 	rows, err := tx.Query(ctx, `SELECT `+couponColumns+` FROM coupons WHERE tenant_id = $1 AND user_id = $2
-		AND redemption_id = $3 AND state = 'redeemed' ORDER BY id`+s.forUpdate(), r.TenantID, r.UserID, r.ID)
+		AND redemption_id = $3 AND state = 'redeemed' ORDER BY id`+s.dialect.ForUpdate(), r.TenantID, r.UserID, r.ID)
 	if err != nil {
 		return fmt.Errorf("coupon: read redeemed coupons: %w", err)
 	}
@@ -534,7 +534,7 @@ func (s *Service) ReleaseExpired(ctx context.Context, limit int) (int, error) {
 		done := false
 		err := s.db.Tx(ctx, func(tx *sqldb.Tx) error {
 			done = false
-			row, err := loadRedemption(ctx, tx, k[0], k[1], s.skipLocked())
+			row, err := loadRedemption(ctx, tx, k[0], k[1], s.dialect.SkipLocked())
 			if problem.Is(err, problem.KindNotFound) {
 				return nil // another node holds it
 			}

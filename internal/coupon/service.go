@@ -126,17 +126,6 @@ func shared(store kv.Store) bool {
 // now is the clock's time at the stored (microsecond) precision.
 func (s *Service) now() time.Time { return sqldb.FromMicros(sqldb.Micros(s.clock.Now())) }
 
-// forUpdate is the row-lock suffix of a SELECT in a write transaction: PostgreSQL needs it;
-// SQLite's write transactions are serial already.
-func (s *Service) forUpdate() string {
-	return s.db.Dialect().ForUpdate()
-}
-
-// skipLocked is forUpdate for sweeps: rows another node holds are skipped.
-func (s *Service) skipLocked() string {
-	return s.db.Dialect().SkipLocked()
-}
-
 // emit writes events in tx, if an event sink is configured. Every change of a coupon's state
 // passes here, so it also drops the owners' cached wallets once tx has committed.
 func (s *Service) emit(ctx context.Context, tx *sqldb.Tx, events []bus.Event) error {
