@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -259,4 +261,44 @@ func TestGracefulShutdownReturns(t *testing.T) {
 	require.Error(t, err)
 	var p *client.Problem
 	require.False(t, errors.As(err, &p), "the server should be gone, not answering")
+}
+
+// TestDBMetrics scrapes /metrics: the pool gauges on both engines, and on SQLite the background
+// checkpoints, which copy the writes of the node's start-up into the database file.
+func TestDBMetrics(t *testing.T) {
+	t.Parallel()
+	for _, d := range []sqldb.Dialect{sqldb.SQLite, sqldb.Postgres} {
+		t.Run(string(d), func(t *testing.T) {
+			t.Parallel()
+			n := startNode(t, nodeOptions{dialect: d})
+			_, err := n.platform.CreateMerchant(context.Background(), "Shop", "")
+			require.NoError(t, err)
+			okCheckpoints := regexp.MustCompile(`(?m)^perk_db_checkpoints_total\{result="ok"\} ([0-9.e+]+)$`)
+			var body string
+			require.Eventually(t, func() bool {
+				body = scrape(t, n.url+"/metrics")
+				m := okCheckpoints.FindStringSubmatch(body)
+				if d != sqldb.SQLite {
+					return true
+				}
+				return m != nil && m[1] != "0" && strings.Contains(body, "perk_db_wal_frames ")
+			}, 10*time.Second, 20*time.Millisecond)
+			require.Contains(t, body, `perk_db_open_connections{pool="write"}`)
+			if d != sqldb.SQLite {
+				require.NotContains(t, body, "perk_db_checkpoints_total")
+			}
+		})
+	}
+}
+
+// scrape GETs url and returns the body.
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	res, err := http.Get(url)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	raw, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return string(raw)
 }

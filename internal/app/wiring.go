@@ -58,7 +58,17 @@ func storeOptions(cfg config.Config) sqldb.Options {
 	return sqldb.Options{URL: cfg.Database.URL, ReadURL: cfg.Database.ReadURL,
 		SQLitePath: filepath.Join(cfg.DataDir, "perk.db"), MaxOpenConns: cfg.Database.MaxOpenConns,
 		BusyTimeout: cfg.Database.SQLite.BusyTimeout.Std(), ReadConns: cfg.Database.SQLite.ReadConns,
-		CacheMiB: cfg.Database.SQLite.CacheMiB, ReadCacheMiB: cfg.Database.SQLite.ReadCacheMiB}
+		CacheMiB: cfg.Database.SQLite.CacheMiB, ReadCacheMiB: cfg.Database.SQLite.ReadCacheMiB,
+		CheckpointInterval: checkpointInterval(cfg.Database.SQLite.CheckpointInterval.Std())}
+}
+
+// checkpointInterval maps the setting, where zero means the writer checkpoints itself, to sqldb's
+// option, where that is a negative interval.
+func checkpointInterval(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // Migrate applies every pending migration, printing one line per step.
@@ -306,10 +316,12 @@ func (a *App) kvMode() string {
 	return "sql"
 }
 
-// dbCollector exports the connection pools' statistics.
+// dbCollector exports the connection pools' statistics and, on SQLite, the background
+// checkpoints'.
 type dbCollector struct {
-	db                    *sqldb.DB
-	open, inUse, waitSecs *prometheus.Desc
+	db                                 *sqldb.DB
+	open, inUse, waitSecs              *prometheus.Desc
+	checkpoints, walFrames, walBacklog *prometheus.Desc
 }
 
 func newDBCollector(db *sqldb.DB) *dbCollector {
@@ -317,7 +329,13 @@ func newDBCollector(db *sqldb.DB) *dbCollector {
 	return &dbCollector{db: db,
 		open:     prometheus.NewDesc("perk_db_open_connections", "Open connections by pool.", labels, nil),
 		inUse:    prometheus.NewDesc("perk_db_in_use_connections", "Connections in use by pool.", labels, nil),
-		waitSecs: prometheus.NewDesc("perk_db_wait_seconds_total", "Time spent waiting for a connection.", labels, nil)}
+		waitSecs: prometheus.NewDesc("perk_db_wait_seconds_total", "Time spent waiting for a connection.", labels, nil),
+		checkpoints: prometheus.NewDesc("perk_db_checkpoints_total",
+			"Background checkpoints of the SQLite write-ahead log, by result (ok, busy, error).", []string{"result"}, nil),
+		walFrames: prometheus.NewDesc("perk_db_wal_frames",
+			"Frames in the SQLite write-ahead log at the last background checkpoint.", nil, nil),
+		walBacklog: prometheus.NewDesc("perk_db_wal_backlog_frames",
+			"Frames the last background checkpoint could not copy yet (a reader still needed them).", nil, nil)}
 }
 
 // Describe implements prometheus.Collector.
@@ -325,6 +343,9 @@ func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.open
 	ch <- c.inUse
 	ch <- c.waitSecs
+	ch <- c.checkpoints
+	ch <- c.walFrames
+	ch <- c.walBacklog
 }
 
 // Collect implements prometheus.Collector.
@@ -341,6 +362,15 @@ func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.inUse, prometheus.GaugeValue, float64(s.inUse), pool)
 		ch <- prometheus.MustNewConstMetric(c.waitSecs, prometheus.CounterValue, s.wait, pool)
 	}
+	if c.db.Dialect() != sqldb.SQLite {
+		return
+	}
+	cs := c.db.CheckpointStats()
+	for result, n := range map[string]int64{"ok": cs.Runs, "busy": cs.Busy, "error": cs.Errors} {
+		ch <- prometheus.MustNewConstMetric(c.checkpoints, prometheus.CounterValue, float64(n), result)
+	}
+	ch <- prometheus.MustNewConstMetric(c.walFrames, prometheus.GaugeValue, float64(cs.WALFrames))
+	ch <- prometheus.MustNewConstMetric(c.walBacklog, prometheus.GaugeValue, float64(cs.Backlog))
 }
 
 // VerifyLedger recomputes every ledger balance from its entries (and lots and holds) and compares

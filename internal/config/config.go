@@ -80,6 +80,9 @@ type SQLite struct {
 	CacheMiB int `yaml:"cache_mib" json:"cache_mib"`
 	// ReadCacheMiB is each read connection's page cache, in MiB.
 	ReadCacheMiB int `yaml:"read_cache_mib" json:"read_cache_mib"`
+	// CheckpointInterval is how often a connection of its own checkpoints the write-ahead log;
+	// zero: the writer checkpoints itself after its commits.
+	CheckpointInterval Duration `yaml:"checkpoint_interval" json:"checkpoint_interval"`
 }
 
 // Bus configures the NATS JetStream bus.
@@ -291,7 +294,8 @@ func Default() Config {
 		},
 		Database: Database{
 			MaxOpenConns: 20,
-			SQLite:       SQLite{BusyTimeout: Seconds(5), ReadConns: 4, CacheMiB: 64, ReadCacheMiB: 16},
+			SQLite: SQLite{BusyTimeout: Seconds(5), ReadConns: 4, CacheMiB: 64, ReadCacheMiB: 16,
+				CheckpointInterval: Millis(200)},
 		},
 		Bus:         Bus{Embedded: BusEmbedded{MaxStoreBytes: 1 * GiB}},
 		Redis:       Redis{ClusterAddrs: []string{}, KeyPrefix: "perk:"},

@@ -18,6 +18,7 @@ const (
 	MaxOutboxBatchSize    = 10_000
 	MinBusMaxStoreBytes   = 1 * MiB
 	MinServerMaxBodyBytes = 1 * KiB
+	MaxCheckpointInterval = time.Minute
 )
 
 // Validate checks every section and returns an *Error listing every
@@ -153,6 +154,10 @@ func (d Database) validate() []Problem {
 	ps.minInt("sqlite.read_conns", int64(d.SQLite.ReadConns), 1)
 	ps.minInt("sqlite.cache_mib", int64(d.SQLite.CacheMiB), 2)
 	ps.minInt("sqlite.read_cache_mib", int64(d.SQLite.ReadCacheMiB), 2)
+	ps.notNegative("sqlite.checkpoint_interval", d.SQLite.CheckpointInterval)
+	if d.SQLite.CheckpointInterval.Std() > MaxCheckpointInterval {
+		ps.add("sqlite.checkpoint_interval", "must be at most %s, got %s", Duration(MaxCheckpointInterval), d.SQLite.CheckpointInterval)
+	}
 	return ps
 }
 

@@ -4,6 +4,7 @@
 package sqldb
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -46,6 +47,10 @@ type Options struct {
 	// reader connection's (default 16 MiB). SQLite's own default, 2 MiB, makes the writer read its
 	// pages again from the file, one system call each, once the tables outgrow it.
 	CacheMiB, ReadCacheMiB int
+	// CheckpointInterval is how often a connection of its own checkpoints the SQLite write-ahead
+	// log, off the writer's path (default DefaultCheckpointInterval); negative: the writer
+	// checkpoints itself after its commits, SQLite's default.
+	CheckpointInterval time.Duration
 }
 
 // Default SQLite page caches, MiB.
@@ -64,6 +69,9 @@ type DB struct {
 	readStmts *stmtCache
 	// writeStmts caches the writer connection's prepared statements (SQLite only).
 	writeStmts *writerStmts
+	// ckpt checkpoints the write-ahead log in the background (SQLite only; nil when the writer
+	// checkpoints itself).
+	ckpt *checkpointer
 }
 
 // Open connects to the database described by opts and checks that it answers.
@@ -111,24 +119,36 @@ func openSQLite(opts Options) (*DB, error) {
 	// temp_store(MEMORY) keeps statement journals (multi-row upserts write one) off the disk.
 	pragmas := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)"+
 		"&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)&_time_format=sqlite", busy.Milliseconds())
-	write, err := sql.Open("sqlite", "file:"+opts.SQLitePath+"?"+pragmas+cacheSize(opts.CacheMiB, DefaultCacheMiB)+
-		"&_txlock=immediate")
+	dsn := "file:" + opts.SQLitePath + "?" + pragmas
+	interval := cmp.Or(opts.CheckpointInterval, DefaultCheckpointInterval)
+	autoCheckpoint := writerAutoCheckpoint
+	if interval < 0 {
+		autoCheckpoint = sqliteAutoCheckpoint
+	}
+	write, err := sql.Open("sqlite", dsn+cacheSize(opts.CacheMiB, DefaultCacheMiB)+
+		fmt.Sprintf("&_pragma=wal_autocheckpoint(%d)&_txlock=immediate", autoCheckpoint))
 	if err != nil {
 		return nil, fmt.Errorf("sqldb: open sqlite: %w", err)
 	}
 	write.SetMaxOpenConns(1)
 	write.SetMaxIdleConns(1)
 	write.SetConnMaxLifetime(0)
-	read, err := sql.Open("sqlite", "file:"+opts.SQLitePath+"?"+pragmas+
-		cacheSize(opts.ReadCacheMiB, DefaultReadCacheMiB)+"&_pragma=query_only(1)")
+	read, err := sql.Open("sqlite", dsn+cacheSize(opts.ReadCacheMiB, DefaultReadCacheMiB)+"&_pragma=query_only(1)")
 	if err != nil {
 		_ = write.Close()
 		return nil, fmt.Errorf("sqldb: open sqlite reader: %w", err)
 	}
 	read.SetMaxOpenConns(readers)
 	read.SetMaxIdleConns(readers)
-	return &DB{dialect: SQLite, write: write, read: read, replica: read, readStmts: newStmtCache(read),
-		writeStmts: newWriterStmts(write)}, nil
+	db := &DB{dialect: SQLite, write: write, read: read, replica: read, readStmts: newStmtCache(read),
+		writeStmts: newWriterStmts(write)}
+	if interval > 0 {
+		if db.ckpt, err = startCheckpointer(dsn, interval); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+	}
+	return db, nil
 }
 
 // cacheSize is the pragma that sets a connection's page cache to mib MiB (def when mib <= 0).
@@ -228,13 +248,17 @@ func (db *DB) Stats() (write, read sql.DBStats) { return db.write.Stats(), db.re
 
 // Close closes every pool.
 func (db *DB) Close() error {
+	var errs []error
+	if db.ckpt != nil { // first: the last connection to close checkpoints what is left
+		errs = append(errs, db.ckpt.close())
+	}
 	if db.readStmts != nil {
 		db.readStmts.close()
 	}
 	if db.writeStmts != nil {
 		db.writeStmts.close()
 	}
-	errs := []error{db.write.Close()}
+	errs = append(errs, db.write.Close())
 	if db.read != db.write {
 		errs = append(errs, db.read.Close())
 	}

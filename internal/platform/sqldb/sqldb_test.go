@@ -225,3 +225,53 @@ func TestSQLitePageCaches(t *testing.T) {
 		require.Equal(t, int64(2), temp, "temp_store=MEMORY")
 	}
 }
+
+// TestSQLiteCheckpointsInBackground checks who checkpoints the write-ahead log. By default a
+// connection of its own copies committed pages into the database file while the writer keeps a
+// far higher auto-checkpoint; with a negative interval the writer checkpoints itself at SQLite's
+// default and nothing runs in the background.
+func TestSQLiteCheckpointsInBackground(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		interval   time.Duration
+		autoWriter int64
+	}{
+		{10 * time.Millisecond, 10_000},
+		{-1, 1000},
+	} {
+		db, err := sqldb.Open(ctx, sqldb.Options{SQLitePath: filepath.Join(t.TempDir(), "perk.db"),
+			CheckpointInterval: tc.interval})
+		require.NoError(t, err)
+		var auto int64
+		require.NoError(t, db.Tx(ctx, func(tx *sqldb.Tx) error {
+			if _, err := tx.Exec(ctx, `CREATE TABLE t (v INTEGER)`); err != nil {
+				return err
+			}
+			return tx.QueryRow(ctx, `PRAGMA wal_autocheckpoint`).Scan(&auto)
+		}))
+		require.Equal(t, tc.autoWriter, auto)
+		for i := range 20 {
+			require.NoError(t, db.Tx(ctx, func(tx *sqldb.Tx) error {
+				_, err := tx.Exec(ctx, `INSERT INTO t (v) VALUES ($1)`, i)
+				return err
+			}))
+		}
+		if tc.interval > 0 {
+			// Every frame the writer appended gets copied, without the writer reaching its own
+			// auto-checkpoint.
+			require.Eventually(t, func() bool {
+				s := db.CheckpointStats()
+				return s.WALFrames >= 20 && s.Backlog == 0
+			}, 5*time.Second, 5*time.Millisecond)
+			require.Zero(t, db.CheckpointStats().Errors)
+		} else {
+			time.Sleep(50 * time.Millisecond)
+			require.Equal(t, sqldb.CheckpointStats{}, db.CheckpointStats())
+		}
+		var n int
+		require.NoError(t, db.Reader().QueryRow(ctx, `SELECT COUNT(*) FROM t`).Scan(&n))
+		require.Equal(t, 20, n)
+		require.NoError(t, db.Close())
+	}
+}
