@@ -81,6 +81,9 @@ func New(db *sqldb.DB, opts Options) (*Service, error) {
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = defaultProgressBatch
 	}
+	if err := db.Prepare(context.Background(), preparedStatements(db.Dialect())...); err != nil {
+		return nil, fmt.Errorf("task: %w", err)
+	}
 	return &Service{db: db, opts: opts, clock: opts.Clock, log: opts.Logger.With("module", "task"),
 		metrics: newMetrics(opts.Registerer), dialect: db.Dialect(), versions: map[string]*compiled{}}, nil
 }
