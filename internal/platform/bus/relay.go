@@ -153,6 +153,10 @@ func (e errCrash) Unwrap() error { return e.err }
 func (r *Relay) Run(ctx context.Context) error {
 	addRunning(r)
 	defer removeRunning(r)
+	// Prepared once (SQLite), the claim is not parsed again for every batch.
+	if err := r.db.Prepare(ctx, claimSQL(r.db.Dialect())); err != nil {
+		r.log.Warn("bus: prepare the outbox claim", "err", err)
+	}
 	poll := time.NewTicker(r.opts.PollInterval)
 	defer poll.Stop()
 	for ctx.Err() == nil {
@@ -221,12 +225,16 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 	return len(rows), nil
 }
 
-func (r *Relay) claim(ctx context.Context, now time.Time) ([]outboxRow, error) {
-	lock := r.db.Dialect().SkipLocked()
-	query := `UPDATE bus_outbox SET claimed_until = $1, claimed_by = $2 WHERE id IN (
+// claimSQL claims due rows for a relay: $1 the lease's end, $2 the node, $3 now, $4 how many.
+func claimSQL(d sqldb.Dialect) string {
+	return `UPDATE bus_outbox SET claimed_until = $1, claimed_by = $2 WHERE id IN (
 		SELECT id FROM bus_outbox WHERE sent_at IS NULL AND next_attempt_at <= $3 AND claimed_until <= $3
-		ORDER BY id LIMIT $4` + lock + `)
+		ORDER BY id LIMIT $4` + d.SkipLocked() + `)
 		RETURNING id, msg_id, subject, header, payload, attempts`
+}
+
+func (r *Relay) claim(ctx context.Context, now time.Time) ([]outboxRow, error) {
+	query := claimSQL(r.db.Dialect())
 	var rows []outboxRow
 	err := r.db.Tx(ctx, func(tx *sqldb.Tx) error {
 		rows = rows[:0]
