@@ -408,9 +408,9 @@ func (e *evaluator) typeAndValue(ce couponEval) (string, bool, int64) {
 	}
 	te := &e.tevals[ce.ti]
 	if !ce.applies {
-		return kindTypes[te.t.kind], false, 0
+		return kindTypes[te.kind], false, 0
 	}
-	return kindTypes[te.t.kind], true, te.value
+	return kindTypes[te.kind], true, te.value
 }
 
 // writeOutcomes writes the outcomes, in wallet order and in one pass over their memory: every
