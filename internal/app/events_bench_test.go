@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -166,21 +165,28 @@ func (eb *eventsBench) handled(b *testing.B) float64 {
 	return n
 }
 
-// paced sends at rate events/s for d in batches of 100, one probe per batch, and measures each
-// probe's send to the commit of its ledger entry.
+// paced sends at rate events/s for d in batches of 100, five of them probes (events of new users
+// that complete the probe task at once), and measures each probe's send to the commit of its ledger
+// entry. Five per batch make ~600 probes at 2,500 events/s, so that the p99 is not the second worst
+// of a hundred.
 func (eb *eventsBench) paced(b *testing.B, rate float64, d time.Duration) (p50, p99 time.Duration, probes int) {
 	ctx := context.Background()
-	const size = 100
+	const size, perBatch = 100, 5
 	interval := time.Duration(float64(size) / rate * float64(time.Second))
 	sent := map[string]time.Time{}
 	end := time.Now().Add(d)
 	for i := 0; time.Now().Before(end); i++ {
 		tick := time.Now()
-		body := eb.batch(size - 1)
-		user := "probe-" + strconv.Itoa(i)
-		probe := fmt.Sprintf(`,{"specversion":"1.0","id":"p%d","source":"/bench","type":"probe","subject":"%s"}]`, i, user)
-		body = append(body[:len(body)-1], probe...)
-		sent[user] = time.Now()
+		body := eb.batch(size - perBatch)
+		body = body[:len(body)-1]
+		now := time.Now()
+		for k := range perBatch {
+			user := fmt.Sprintf("probe-%d-%d", i, k)
+			body = fmt.Appendf(body, `,{"specversion":"1.0","id":"p%d-%d","source":"/bench","type":"probe","subject":"%s"}`,
+				i, k, user)
+			sent[user] = now
+		}
+		body = append(body, ']')
 		res, err := eb.n.app.ingest.Accept(ctx, eb.tenant, "application/json", body)
 		require.NoError(b, err)
 		require.Equal(b, size, res.Accepted)
