@@ -1,0 +1,249 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/perkhq/perk/internal/platform/sqldb"
+	"github.com/perkhq/perk/internal/platform/sqldb/sqldbtest"
+)
+
+// BenchmarkGrantFloor is the reference ceiling the BenchmarkGrants figures are read against, as
+// BenchmarkPgbenchReference is PostgreSQL's: the rows a durable point grant writes, in the product's
+// own tables (every module migrated), written by hand-rolled multi-row statements with no Go logic
+// in between — no validation, no flow, no events to encode, no reads, no locks. Per batch of 32
+// grants, one transaction writes the grant rows, their step rows, the ledger entries, the users'
+// and the merchant's balances, the lots and two outbox rows per grant (the reward group commit's
+// writes), and a second transaction marks the outbox rows sent and writes the two activity records
+// per grant (the relay's and the activity log's writes, generously folded into one). That is 11
+// row changes per grant; the real path makes 14 (measured with SQLite's total_changes()).
+//
+// Sub-benchmarks: "grant" writes only the first transaction's grant row, entry and balances (the
+// least a double-entry grant can write), "reward" the whole first transaction, "all" both, and
+// "keys" is "grant" plus one outbox row per grant into bare tables of its own that carry nothing but
+// their keys (no secondary index but the two unique business keys): the ceiling of any schema.
+//
+//	go test -run '^$' -bench BenchmarkGrantFloor -benchtime 40000x ./internal/app/
+func BenchmarkGrantFloor(b *testing.B) {
+	for _, d := range sqldbtest.Dialects {
+		for _, level := range []int{floorKeys, floorGrant, floorReward, floorAll} {
+			b.Run(fmt.Sprintf("%s/%s", d, floorNames[level]), func(b *testing.B) { benchFloor(b, d, level) })
+		}
+	}
+}
+
+// What a floor run writes (see BenchmarkGrantFloor).
+const (
+	floorKeys = iota
+	floorGrant
+	floorReward
+	floorAll
+)
+
+var floorNames = []string{"keys", "grant", "reward", "all"}
+
+// floorKeyTables are the bare tables of the "keys" level.
+var floorKeyTables = []string{
+	`CREATE TABLE floor_grants (tenant_id TEXT NOT NULL, id TEXT NOT NULL, user_id TEXT NOT NULL,
+		source_kind TEXT NOT NULL, source_id TEXT NOT NULL, seq INTEGER NOT NULL, state TEXT NOT NULL,
+		created_at BIGINT NOT NULL, PRIMARY KEY (tenant_id, id), UNIQUE (tenant_id, source_kind, source_id, seq))`,
+	`CREATE TABLE floor_entries (tenant_id TEXT NOT NULL, id TEXT NOT NULL, business_key TEXT NOT NULL,
+		user_id TEXT NOT NULL, amount BIGINT NOT NULL, debit_account TEXT NOT NULL, credit_account TEXT NOT NULL,
+		created_at BIGINT NOT NULL, PRIMARY KEY (tenant_id, id), UNIQUE (tenant_id, business_key))`,
+	`CREATE TABLE floor_accounts (tenant_id TEXT NOT NULL, user_id TEXT NOT NULL, asset TEXT NOT NULL,
+		shard INTEGER NOT NULL, balance BIGINT NOT NULL, PRIMARY KEY (tenant_id, user_id, asset, shard))`,
+	`CREATE TABLE floor_outbox (id TEXT PRIMARY KEY, payload TEXT NOT NULL)`,
+}
+
+// floorBatch is the group commit's batch: one per client at 32 clients.
+const floorBatch = 32
+
+func benchFloor(b *testing.B, d sqldb.Dialect, level int) {
+	db := sqldbtest.Open(b, d, Migrations())
+	ctx := context.Background()
+	f := newFloor(d, randomPrefix())
+	if level == floorKeys {
+		for _, q := range floorKeyTables {
+			_, err := db.Writer().ExecContext(ctx, q)
+			require.NoError(b, err)
+		}
+	}
+	batches := (max(b.N, 4*floorBatch) + floorBatch - 1) / floorBatch
+	// Four writers: PostgreSQL runs their transactions side by side; SQLite's one writer
+	// connection takes them in turn, so there it only keeps the writer busy.
+	const writers = 4
+	var next atomic.Int64
+	var failed atomic.Value
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range writers {
+		wg.Go(func() {
+			for {
+				k := int(next.Add(1)) - 1
+				if k >= batches {
+					return
+				}
+				if err := f.write(ctx, db, k, level); err != nil {
+					failed.Store(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if err, ok := failed.Load().(error); ok {
+		b.Fatal(err)
+	}
+	grants := batches * floorBatch
+	var entries int64
+	table := "ledger_entries"
+	if level == floorKeys {
+		table = "floor_entries"
+	}
+	require.NoError(b, db.Reader().QueryRow(ctx, `SELECT COUNT(*) FROM `+table).Scan(&entries))
+	require.Equal(b, int64(grants), entries, "one entry per grant")
+	b.ReportMetric(float64(grants)/elapsed.Seconds(), "grants/s")
+	b.ReportMetric(float64(elapsed.Microseconds())/float64(grants), "µs/grant")
+	b.ReportMetric(0, "ns/op")
+}
+
+// floor holds a floor run's statements, one text per statement for every batch.
+type floor struct {
+	prefix                                       string
+	grants, steps, entries, accounts, lots, outb string
+	sent, activity                               string
+	payload                                      string
+	// The "keys" level's statements.
+	keyGrants, keyEntries, keyAccounts, keyOutbox string
+}
+
+func newFloor(d sqldb.Dialect, prefix string) *floor {
+	n := floorBatch
+	return &floor{
+		prefix: prefix,
+		grants: `INSERT INTO reward_grants (tenant_id, user_id, id, source_kind, source_id, seq, flow_spec, params,
+			state, attempts, max_attempts, next_attempt_at, created_at, updated_at, completed_at) VALUES ` +
+			d.Tuples(n, 15) + ` ON CONFLICT DO NOTHING`,
+		steps: `INSERT INTO reward_steps (tenant_id, user_id, grant_id, step, component, state, output, created_at,
+			updated_at) VALUES ` + d.Tuples(n, 9),
+		entries: `INSERT INTO ledger_entries (tenant_id, user_id, id, business_key, kind, asset, amount, debit_account,
+			credit_account, source_kind, source_id, lot_expires_at, created_at) VALUES ` + d.Tuples(n, 13),
+		accounts: `INSERT INTO ledger_accounts (tenant_id, user_id, asset, shard, balance, created_at, updated_at)
+			VALUES ` + d.Tuples(n+1, 7) + ` ON CONFLICT (tenant_id, user_id, asset, shard) DO UPDATE SET
+			balance = ledger_accounts.balance + excluded.balance, updated_at = excluded.updated_at`,
+		lots: `INSERT INTO ledger_lots (tenant_id, user_id, asset, expires_at, id, granted, remaining, created_at,
+			updated_at) VALUES ` + d.Tuples(n, 9) + ` ON CONFLICT (tenant_id, user_id, asset, expires_at) DO UPDATE SET
+			granted = ledger_lots.granted + excluded.granted, remaining = ledger_lots.remaining + excluded.remaining,
+			updated_at = excluded.updated_at`,
+		outb: `INSERT INTO bus_outbox (id, msg_id, subject, payload, created_at) VALUES ` + d.Tuples(2*n, 5),
+		sent: `UPDATE bus_outbox SET sent_at = ` + d.Placeholder(1) + ` WHERE id IN (` +
+			d.Placeholders(2, 2*n) + `)`,
+		activity: `INSERT INTO activity_records (tenant_id, user_id, id, type, source_kind, source_id, occurred_at,
+			recorded_at, data) VALUES ` + d.Tuples(2*n, 9),
+		keyGrants: `INSERT INTO floor_grants (tenant_id, id, user_id, source_kind, source_id, seq, state, created_at)
+			VALUES ` + d.Tuples(n, 8) + ` ON CONFLICT DO NOTHING`,
+		keyEntries: `INSERT INTO floor_entries (tenant_id, id, business_key, user_id, amount, debit_account,
+			credit_account, created_at) VALUES ` + d.Tuples(n, 8),
+		keyAccounts: `INSERT INTO floor_accounts (tenant_id, user_id, asset, shard, balance) VALUES ` +
+			d.Tuples(n+1, 5) + ` ON CONFLICT (tenant_id, user_id, asset, shard) DO UPDATE SET
+			balance = floor_accounts.balance + excluded.balance`,
+		keyOutbox: `INSERT INTO floor_outbox (id, payload) VALUES ` + d.Tuples(n, 2),
+		// About the size of a grant.succeeded or ledger.posted event.
+		payload: `{"data":` + strings.Repeat(`"perk"`, 60) + `}`,
+	}
+}
+
+// write writes batch k: grants k*32 to k*32+31, for 32 distinct users of 10,000.
+func (f *floor) write(ctx context.Context, db *sqldb.DB, k, level int) error {
+	const tenant = "t_floor"
+	now := time.Now().UnixMicro()
+	expires := time.Now().AddDate(1, 0, 0).UnixMicro()
+	if level == floorKeys {
+		return f.writeKeys(ctx, db, k)
+	}
+	var grants, steps, entries, accounts, lots, outb, sent, activity []any
+	sent = append(sent, now)
+	for j := range floorBatch {
+		g := k*floorBatch + j
+		id := fmt.Sprintf("%s%012d", f.prefix, g)
+		user := fmt.Sprintf("u%d", (k*floorBatch+j)%10_000)
+		source := "order-" + id
+		grants = append(grants, tenant, user, "g"+id, "bench", source, 0, `{"steps":[]}`, `{}`, "succeeded", 1, 5,
+			now, now, now, now)
+		steps = append(steps, tenant, user, "g"+id, "points", "grant_points", "succeeded", `{"entry_id":"e`+id+`"}`,
+			now, now)
+		entries = append(entries, tenant, user, "e"+id, "grant:"+id, "grant", "points", 1, "merchant:points",
+			"user:"+user+":points", "bench", source, expires, now)
+		accounts = append(accounts, tenant, user, "points", 0, 1, now, now)
+		lots = append(lots, tenant, user, "points", expires, "l"+id, 1, 1, now, now)
+		for m, subject := range []string{"domain.grant.succeeded", "domain.ledger.posted"} {
+			mid := fmt.Sprintf("o%d%s", m, id)
+			outb = append(outb, mid, mid, subject, f.payload, now)
+			sent = append(sent, mid)
+			activity = append(activity, tenant, user, fmt.Sprintf("a%d%s", m, id), subject, "bench", source, now, now,
+				f.payload)
+		}
+	}
+	accounts = append(accounts, tenant, "", "points", k%8, -floorBatch, now, now) // the merchant's issuance account
+	statements := []struct {
+		q    string
+		args []any
+	}{{f.grants, grants}, {f.entries, entries}, {f.accounts, accounts}}
+	if level >= floorReward {
+		statements = append(statements, []struct {
+			q    string
+			args []any
+		}{{f.steps, steps}, {f.lots, lots}, {f.outb, outb}}...)
+	}
+	if err := floorTx(ctx, db, statements...); err != nil || level < floorAll {
+		return err
+	}
+	return floorTx(ctx, db, []struct {
+		q    string
+		args []any
+	}{{f.sent, sent}, {f.activity, activity}}...)
+}
+
+// writeKeys writes batch k of the "keys" level.
+func (f *floor) writeKeys(ctx context.Context, db *sqldb.DB, k int) error {
+	const tenant = "t_floor"
+	now := time.Now().UnixMicro()
+	var grants, entries, accounts, outb []any
+	for j := range floorBatch {
+		id := fmt.Sprintf("%s%012d", f.prefix, k*floorBatch+j)
+		user := fmt.Sprintf("u%d", (k*floorBatch+j)%10_000)
+		grants = append(grants, tenant, "g"+id, user, "bench", "order-"+id, 0, "succeeded", now)
+		entries = append(entries, tenant, "e"+id, "grant:"+id, user, 1, "merchant:points", "user:"+user+":points", now)
+		accounts = append(accounts, tenant, user, "points", 0, 1)
+		outb = append(outb, "o"+id, f.payload)
+	}
+	accounts = append(accounts, tenant, "", "points", k%8, -floorBatch)
+	return floorTx(ctx, db, []struct {
+		q    string
+		args []any
+	}{{f.keyGrants, grants}, {f.keyEntries, entries}, {f.keyAccounts, accounts}, {f.keyOutbox, outb}}...)
+}
+
+func floorTx(ctx context.Context, db *sqldb.DB, statements ...struct {
+	q    string
+	args []any
+}) error {
+	return db.Tx(ctx, func(tx *sqldb.Tx) error {
+		for _, s := range statements {
+			if _, err := tx.Exec(ctx, s.q, s.args...); err != nil {
+				return fmt.Errorf("%.40s: %w", s.q, err)
+			}
+		}
+		return nil
+	})
+}
