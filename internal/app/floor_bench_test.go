@@ -247,3 +247,74 @@ func floorTx(ctx context.Context, db *sqldb.DB, statements ...struct {
 		return nil
 	})
 }
+
+// BenchmarkEventFloor is BenchmarkGrantFloor for BenchmarkEventsEndToEnd: the rows one event of
+// that run writes — almost every event there is a user's first on a task, so it claims the task —
+// in the product's tables with no code in between, in batches of 256 (the task consumer's batch):
+// the user task, the consumer's processed-message marker and the task.claimed outbox row in one
+// transaction, then the relay's sent mark and the claim's activity record in another. That is the
+// 6 row changes per event that SQLite's total_changes() counts on a node over the run's 20,000
+// events (which complete no stage: each user task sees about one event).
+//
+//	go test -run '^$' -bench BenchmarkEventFloor -benchtime 40960x ./internal/app/
+func BenchmarkEventFloor(b *testing.B) {
+	for _, d := range sqldbtest.Dialects {
+		b.Run(string(d), func(b *testing.B) { benchEventFloor(b, d) })
+	}
+}
+
+// eventBatch is the task consumer's batch.
+const eventBatch = 256
+
+func benchEventFloor(b *testing.B, d sqldb.Dialect) {
+	db := sqldbtest.Open(b, d, Migrations())
+	ctx := context.Background()
+	f := newFloor(d, randomPrefix())
+	n := eventBatch
+	tasks := `INSERT INTO user_tasks (tenant_id, user_id, task_key, period_key, id, period, task_version, state,
+		progress, claimed_at, updated_at) VALUES ` + d.Tuples(n, 11) + ` ON CONFLICT DO NOTHING`
+	processed := `INSERT INTO bus_processed (consumer, msg_id, processed_at) VALUES ` + d.Tuples(n, 3)
+	outbox := `INSERT INTO bus_outbox (id, msg_id, subject, payload, created_at) VALUES ` + d.Tuples(n, 5)
+	sent := `UPDATE bus_outbox SET sent_at = ` + d.Placeholder(1) + ` WHERE id IN (` + d.Placeholders(2, n) + `)`
+	activity := `INSERT INTO activity_records (tenant_id, user_id, id, type, source_kind, source_id, occurred_at,
+		recorded_at, data) VALUES ` + d.Tuples(n, 9)
+	batches := (max(b.N, 4*n) + n - 1) / n
+	b.ResetTimer()
+	start := time.Now()
+	for k := range batches {
+		now := time.Now().UnixMicro()
+		var ut, pr, ob, st, ac []any
+		st = append(st, now)
+		for j := range n {
+			e := k*n + j
+			id := fmt.Sprintf("%s%012d", f.prefix, e)
+			// Users and tasks as the events run spreads them: 10,000 users, 20 tasks, each pair once.
+			user, task := fmt.Sprintf("u%d", e%10_000), fmt.Sprintf("bench-%02d", e/10_000%20)
+			ut = append(ut, "t_floor", user, task, "once", "ut"+id, "once", 1, "claimed", 1, now, now)
+			pr = append(pr, "task.progress", "ev"+id, now)
+			ob = append(ob, "o"+id, "o"+id, "domain.task.claimed", f.payload, now)
+			st = append(st, "o"+id)
+			ac = append(ac, "t_floor", user, "a"+id, "task.claimed", "task", task, now, now, f.payload)
+		}
+		err := floorTx(ctx, db, []struct {
+			q    string
+			args []any
+		}{{tasks, ut}, {processed, pr}, {outbox, ob}}...)
+		if err == nil {
+			err = floorTx(ctx, db, []struct {
+				q    string
+				args []any
+			}{{sent, st}, {activity, ac}}...)
+		}
+		require.NoError(b, err)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	events := batches * n
+	var rows int64
+	require.NoError(b, db.Reader().QueryRow(ctx, `SELECT COUNT(*) FROM user_tasks`).Scan(&rows))
+	require.Equal(b, int64(min(events, 200_000)), rows, "one user task per (user, task)")
+	b.ReportMetric(float64(events)/elapsed.Seconds(), "events/s")
+	b.ReportMetric(float64(elapsed.Microseconds())/float64(events), "µs/event")
+	b.ReportMetric(0, "ns/op")
+}
