@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,32 +76,9 @@ func benchFloor(b *testing.B, d sqldb.Dialect, level int) {
 	batches := (max(b.N, 4*floorBatch) + floorBatch - 1) / floorBatch
 	// Four writers: PostgreSQL runs their transactions side by side; SQLite's one writer
 	// connection takes them in turn, so there it only keeps the writer busy.
-	const writers = 4
-	var next atomic.Int64
-	var failed atomic.Value
-	var wg sync.WaitGroup
 	b.ResetTimer()
-	start := time.Now()
-	for range writers {
-		wg.Go(func() {
-			for {
-				k := int(next.Add(1)) - 1
-				if k >= batches {
-					return
-				}
-				if err := f.write(ctx, db, k, level); err != nil {
-					failed.Store(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
+	res := runLoad(b, 4, batches, func(ctx context.Context, k int) error { return f.write(ctx, db, k, level) })
 	b.StopTimer()
-	if err, ok := failed.Load().(error); ok {
-		b.Fatal(err)
-	}
 	grants := batches * floorBatch
 	var entries int64
 	table := "ledger_entries"
@@ -112,8 +87,14 @@ func benchFloor(b *testing.B, d sqldb.Dialect, level int) {
 	}
 	require.NoError(b, db.Reader().QueryRow(ctx, `SELECT COUNT(*) FROM `+table).Scan(&entries))
 	require.Equal(b, int64(grants), entries, "one entry per grant")
-	b.ReportMetric(float64(grants)/elapsed.Seconds(), "grants/s")
-	b.ReportMetric(float64(elapsed.Microseconds())/float64(grants), "µs/grant")
+	reportFloor(b, res, floorBatch, "grant")
+}
+
+// reportFloor reports a floor run of res.ops batches of per rows of unit each.
+func reportFloor(b *testing.B, res loadResult, per int, unit string) {
+	n := float64(res.ops * per)
+	b.ReportMetric(n/res.elapsed.Seconds(), unit+"s/s")
+	b.ReportMetric(float64(res.elapsed.Microseconds())/n, "µs/"+unit)
 	b.ReportMetric(0, "ns/op")
 }
 
@@ -195,23 +176,14 @@ func (f *floor) write(ctx context.Context, db *sqldb.DB, k, level int) error {
 		}
 	}
 	accounts = append(accounts, tenant, "", "points", k%8, -floorBatch, now, now) // the merchant's issuance account
-	statements := []struct {
-		q    string
-		args []any
-	}{{f.grants, grants}, {f.entries, entries}, {f.accounts, accounts}}
+	statements := []floorStmt{{f.grants, grants}, {f.entries, entries}, {f.accounts, accounts}}
 	if level >= floorReward {
-		statements = append(statements, []struct {
-			q    string
-			args []any
-		}{{f.steps, steps}, {f.lots, lots}, {f.outb, outb}}...)
+		statements = append(statements, floorStmt{f.steps, steps}, floorStmt{f.lots, lots}, floorStmt{f.outb, outb})
 	}
 	if err := floorTx(ctx, db, statements...); err != nil || level < floorAll {
 		return err
 	}
-	return floorTx(ctx, db, []struct {
-		q    string
-		args []any
-	}{{f.sent, sent}, {f.activity, activity}}...)
+	return floorTx(ctx, db, floorStmt{f.sent, sent}, floorStmt{f.activity, activity})
 }
 
 // writeKeys writes batch k of the "keys" level.
@@ -228,16 +200,18 @@ func (f *floor) writeKeys(ctx context.Context, db *sqldb.DB, k int) error {
 		outb = append(outb, "o"+id, f.payload)
 	}
 	accounts = append(accounts, tenant, "", "points", k%8, -floorBatch)
-	return floorTx(ctx, db, []struct {
-		q    string
-		args []any
-	}{{f.keyGrants, grants}, {f.keyEntries, entries}, {f.keyAccounts, accounts}, {f.keyOutbox, outb}}...)
+	return floorTx(ctx, db, floorStmt{f.keyGrants, grants}, floorStmt{f.keyEntries, entries},
+		floorStmt{f.keyAccounts, accounts}, floorStmt{f.keyOutbox, outb})
 }
 
-func floorTx(ctx context.Context, db *sqldb.DB, statements ...struct {
+// floorStmt is one statement of a floor transaction and its arguments.
+type floorStmt struct {
 	q    string
 	args []any
-}) error {
+}
+
+// floorTx runs statements in one transaction.
+func floorTx(ctx context.Context, db *sqldb.DB, statements ...floorStmt) error {
 	return db.Tx(ctx, func(tx *sqldb.Tx) error {
 		for _, s := range statements {
 			if _, err := tx.Exec(ctx, s.q, s.args...); err != nil {
@@ -279,9 +253,9 @@ func benchEventFloor(b *testing.B, d sqldb.Dialect) {
 	activity := `INSERT INTO activity_records (tenant_id, user_id, id, type, source_kind, source_id, occurred_at,
 		recorded_at, data) VALUES ` + d.Tuples(n, 9)
 	batches := (max(b.N, 4*n) + n - 1) / n
+	// One writer: the task consumer's batches come one after the other.
 	b.ResetTimer()
-	start := time.Now()
-	for k := range batches {
+	res := runLoad(b, 1, batches, func(ctx context.Context, k int) error {
 		now := time.Now().UnixMicro()
 		var ut, pr, ob, st, ac []any
 		st = append(st, now)
@@ -296,25 +270,15 @@ func benchEventFloor(b *testing.B, d sqldb.Dialect) {
 			st = append(st, "o"+id)
 			ac = append(ac, "t_floor", user, "a"+id, "task.claimed", "task", task, now, now, f.payload)
 		}
-		err := floorTx(ctx, db, []struct {
-			q    string
-			args []any
-		}{{tasks, ut}, {processed, pr}, {outbox, ob}}...)
-		if err == nil {
-			err = floorTx(ctx, db, []struct {
-				q    string
-				args []any
-			}{{sent, st}, {activity, ac}}...)
+		if err := floorTx(ctx, db, floorStmt{tasks, ut}, floorStmt{processed, pr}, floorStmt{outbox, ob}); err != nil {
+			return err
 		}
-		require.NoError(b, err)
-	}
-	elapsed := time.Since(start)
+		return floorTx(ctx, db, floorStmt{sent, st}, floorStmt{activity, ac})
+	})
 	b.StopTimer()
 	events := batches * n
 	var rows int64
 	require.NoError(b, db.Reader().QueryRow(ctx, `SELECT COUNT(*) FROM user_tasks`).Scan(&rows))
 	require.Equal(b, int64(min(events, 200_000)), rows, "one user task per (user, task)")
-	b.ReportMetric(float64(events)/elapsed.Seconds(), "events/s")
-	b.ReportMetric(float64(elapsed.Microseconds())/float64(events), "µs/event")
-	b.ReportMetric(0, "ns/op")
+	reportFloor(b, res, n, "event")
 }
