@@ -90,11 +90,15 @@ func benchFloor(b *testing.B, d sqldb.Dialect, level int) {
 	reportFloor(b, res, floorBatch, "grant")
 }
 
-// reportFloor reports a floor run of res.ops batches of per rows of unit each.
+// reportFloor reports a floor run of res.ops batches of per rows of unit each: the rate, the wall
+// time per unit, and the CPU time per unit of this process and of the whole machine (which adds the
+// PostgreSQL server's).
 func reportFloor(b *testing.B, res loadResult, per int, unit string) {
 	n := float64(res.ops * per)
 	b.ReportMetric(n/res.elapsed.Seconds(), unit+"s/s")
 	b.ReportMetric(float64(res.elapsed.Microseconds())/n, "µs/"+unit)
+	b.ReportMetric(float64(res.cpu.Microseconds())/n, "cpu-µs/"+unit)
+	b.ReportMetric(float64(res.busy.Microseconds())/n, "box-cpu-µs/"+unit)
 	b.ReportMetric(0, "ns/op")
 }
 
@@ -228,57 +232,116 @@ func floorTx(ctx context.Context, db *sqldb.DB, statements ...floorStmt) error {
 // the user task, the consumer's processed-message marker and the task.claimed outbox row in one
 // transaction, then the relay's sent mark and the claim's activity record in another. That is the
 // 6 row changes per event that SQLite's total_changes() counts on a node over the run's 20,000
-// events (which complete no stage: each user task sees about one event).
+// events (which complete no stage: each user task sees about one event). The users of a batch are
+// scattered as the run scatters them, and the processed markers are keyed by a hash, as the
+// events' message ids are. The "keys" level writes the same rows into bare tables that carry
+// nothing but their keys (no secondary index): the ceiling of any schema.
 //
 //	go test -run '^$' -bench BenchmarkEventFloor -benchtime 40960x ./internal/app/
 func BenchmarkEventFloor(b *testing.B) {
 	for _, d := range sqldbtest.Dialects {
-		b.Run(string(d), func(b *testing.B) { benchEventFloor(b, d) })
+		for _, keys := range []bool{false, true} {
+			name := string(d) + "/product"
+			if keys {
+				name = string(d) + "/keys"
+			}
+			b.Run(name, func(b *testing.B) { benchEventFloor(b, d, keys) })
+		}
 	}
 }
 
 // eventBatch is the task consumer's batch.
 const eventBatch = 256
 
-func benchEventFloor(b *testing.B, d sqldb.Dialect) {
+// eventKeyTables are the bare tables of BenchmarkEventFloor's "keys" level.
+var eventKeyTables = []string{
+	`CREATE TABLE floor_user_tasks (tenant_id TEXT NOT NULL, user_id TEXT NOT NULL, task_key TEXT NOT NULL,
+		period_key TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL, progress BIGINT NOT NULL,
+		updated_at BIGINT NOT NULL, PRIMARY KEY (tenant_id, user_id, task_key, period_key))`,
+	`CREATE TABLE floor_processed (consumer TEXT NOT NULL, msg_id TEXT NOT NULL, PRIMARY KEY (consumer, msg_id))`,
+	`CREATE TABLE floor_event_outbox (id TEXT PRIMARY KEY, payload TEXT NOT NULL, sent_at BIGINT)`,
+	`CREATE TABLE floor_activity (tenant_id TEXT NOT NULL, id TEXT NOT NULL, user_id TEXT NOT NULL,
+		data TEXT NOT NULL, PRIMARY KEY (tenant_id, id))`,
+}
+
+// eventFloor holds the statements of an event floor run, and how many values each takes per event.
+type eventFloor struct {
+	tasks, processed, outbox, sent, activity string
+	table                                    string // of the user tasks
+	keys                                     bool
+}
+
+func newEventFloor(d sqldb.Dialect, n int, keys bool) eventFloor {
+	if keys {
+		return eventFloor{keys: true, table: "floor_user_tasks",
+			tasks: `INSERT INTO floor_user_tasks (tenant_id, user_id, task_key, period_key, id, state, progress,
+				updated_at) VALUES ` + d.Tuples(n, 8) + ` ON CONFLICT DO NOTHING`,
+			processed: `INSERT INTO floor_processed (consumer, msg_id) VALUES ` + d.Tuples(n, 2),
+			outbox:    `INSERT INTO floor_event_outbox (id, payload) VALUES ` + d.Tuples(n, 2),
+			sent: `UPDATE floor_event_outbox SET sent_at = ` + d.Placeholder(1) + ` WHERE id IN (` +
+				d.Placeholders(2, n) + `)`,
+			activity: `INSERT INTO floor_activity (tenant_id, id, user_id, data) VALUES ` + d.Tuples(n, 4)}
+	}
+	return eventFloor{table: "user_tasks",
+		tasks: `INSERT INTO user_tasks (tenant_id, user_id, task_key, period_key, id, period, task_version, state,
+			progress, claimed_at, updated_at) VALUES ` + d.Tuples(n, 11) + ` ON CONFLICT DO NOTHING`,
+		processed: `INSERT INTO bus_processed (consumer, msg_id, processed_at) VALUES ` + d.Tuples(n, 3),
+		outbox:    `INSERT INTO bus_outbox (id, msg_id, subject, payload, created_at) VALUES ` + d.Tuples(n, 5),
+		sent:      `UPDATE bus_outbox SET sent_at = ` + d.Placeholder(1) + ` WHERE id IN (` + d.Placeholders(2, n) + `)`,
+		activity: `INSERT INTO activity_records (tenant_id, user_id, id, type, source_kind, source_id, occurred_at,
+			recorded_at, data) VALUES ` + d.Tuples(n, 9)}
+}
+
+// write writes the rows of events first to first+n-1.
+func (ef eventFloor) write(ctx context.Context, db *sqldb.DB, f *floor, first, n int) error {
+	now := time.Now().UnixMicro()
+	var ut, pr, ob, st, ac []any
+	st = append(st, now)
+	for e := first; e < first+n; e++ {
+		id := fmt.Sprintf("%s%012d", f.prefix, e)
+		// Users and tasks as the events run spreads them (see eventsBench.batch): 10,000 users,
+		// 20 tasks, each pair once over the first 200,000 events, the users of a batch scattered.
+		user, task := fmt.Sprintf("u%d", e*7919%10_000), fmt.Sprintf("bench-%02d", e/7%20)
+		msg := fmt.Sprintf("bev_%016x", uint64(e)*0x9e3779b97f4a7c15) // a message id: a hash
+		st = append(st, "o"+id)
+		if ef.keys {
+			ut = append(ut, "t_floor", user, task, "once", "ut"+id, "claimed", 1, now)
+			pr = append(pr, "task.progress", msg)
+			ob = append(ob, "o"+id, f.payload)
+			ac = append(ac, "t_floor", "a"+id, user, f.payload)
+			continue
+		}
+		ut = append(ut, "t_floor", user, task, "once", "ut"+id, "once", 1, "claimed", 1, now, now)
+		pr = append(pr, "task.progress", msg, now)
+		ob = append(ob, "o"+id, "o"+id, "domain.task.claimed", f.payload, now)
+		ac = append(ac, "t_floor", user, "a"+id, "task.claimed", "task", task, now, now, f.payload)
+	}
+	if err := floorTx(ctx, db, floorStmt{ef.tasks, ut}, floorStmt{ef.processed, pr}, floorStmt{ef.outbox, ob}); err != nil {
+		return err
+	}
+	return floorTx(ctx, db, floorStmt{ef.sent, st}, floorStmt{ef.activity, ac})
+}
+
+func benchEventFloor(b *testing.B, d sqldb.Dialect, keys bool) {
 	db := sqldbtest.Open(b, d, Migrations())
 	ctx := context.Background()
+	if keys {
+		for _, q := range eventKeyTables {
+			_, err := db.Writer().ExecContext(ctx, q)
+			require.NoError(b, err)
+		}
+	}
 	f := newFloor(d, randomPrefix())
 	n := eventBatch
-	tasks := `INSERT INTO user_tasks (tenant_id, user_id, task_key, period_key, id, period, task_version, state,
-		progress, claimed_at, updated_at) VALUES ` + d.Tuples(n, 11) + ` ON CONFLICT DO NOTHING`
-	processed := `INSERT INTO bus_processed (consumer, msg_id, processed_at) VALUES ` + d.Tuples(n, 3)
-	outbox := `INSERT INTO bus_outbox (id, msg_id, subject, payload, created_at) VALUES ` + d.Tuples(n, 5)
-	sent := `UPDATE bus_outbox SET sent_at = ` + d.Placeholder(1) + ` WHERE id IN (` + d.Placeholders(2, n) + `)`
-	activity := `INSERT INTO activity_records (tenant_id, user_id, id, type, source_kind, source_id, occurred_at,
-		recorded_at, data) VALUES ` + d.Tuples(n, 9)
+	ef := newEventFloor(d, n, keys)
 	batches := (max(b.N, 4*n) + n - 1) / n
 	// One writer: the task consumer's batches come one after the other.
 	b.ResetTimer()
-	res := runLoad(b, 1, batches, func(ctx context.Context, k int) error {
-		now := time.Now().UnixMicro()
-		var ut, pr, ob, st, ac []any
-		st = append(st, now)
-		for j := range n {
-			e := k*n + j
-			id := fmt.Sprintf("%s%012d", f.prefix, e)
-			// Users and tasks as the events run spreads them: 10,000 users, 20 tasks, each pair once.
-			user, task := fmt.Sprintf("u%d", e%10_000), fmt.Sprintf("bench-%02d", e/10_000%20)
-			ut = append(ut, "t_floor", user, task, "once", "ut"+id, "once", 1, "claimed", 1, now, now)
-			pr = append(pr, "task.progress", "ev"+id, now)
-			ob = append(ob, "o"+id, "o"+id, "domain.task.claimed", f.payload, now)
-			st = append(st, "o"+id)
-			ac = append(ac, "t_floor", user, "a"+id, "task.claimed", "task", task, now, now, f.payload)
-		}
-		if err := floorTx(ctx, db, floorStmt{tasks, ut}, floorStmt{processed, pr}, floorStmt{outbox, ob}); err != nil {
-			return err
-		}
-		return floorTx(ctx, db, floorStmt{sent, st}, floorStmt{activity, ac})
-	})
+	res := runLoad(b, 1, batches, func(ctx context.Context, k int) error { return ef.write(ctx, db, f, k*n, n) })
 	b.StopTimer()
 	events := batches * n
 	var rows int64
-	require.NoError(b, db.Reader().QueryRow(ctx, `SELECT COUNT(*) FROM user_tasks`).Scan(&rows))
+	require.NoError(b, db.Reader().QueryRow(ctx, `SELECT COUNT(*) FROM `+ef.table).Scan(&rows))
 	require.Equal(b, int64(min(events, 200_000)), rows, "one user task per (user, task)")
 	reportFloor(b, res, n, "event")
 }

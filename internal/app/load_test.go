@@ -22,6 +22,9 @@ type loadResult struct {
 	ops      int
 	elapsed  time.Duration
 	p50, p99 time.Duration
+	// cpu is the CPU time this process used during the run, busy the whole machine's (see
+	// machineBusy).
+	cpu, busy time.Duration
 }
 
 func (r loadResult) perSecond() float64 { return float64(r.ops) / r.elapsed.Seconds() }
@@ -34,7 +37,7 @@ func runLoad(tb testing.TB, clients, total int, op func(ctx context.Context, i i
 	var next atomic.Int64
 	var failed atomic.Value
 	var wg sync.WaitGroup
-	start := time.Now()
+	cpu, busy, start := selfCPU(), machineBusy(tb), time.Now()
 	for range clients {
 		wg.Add(1)
 		go func() {
@@ -55,11 +58,13 @@ func runLoad(tb testing.TB, clients, total int, op func(ctx context.Context, i i
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu, busy = selfCPU()-cpu, machineBusy(tb)-busy
 	if err, ok := failed.Load().(error); ok {
 		tb.Fatalf("load run failed: %v", err)
 	}
 	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
-	return loadResult{ops: total, elapsed: elapsed, p50: latencies[total/2], p99: latencies[total*99/100]}
+	return loadResult{ops: total, elapsed: elapsed, p50: latencies[total/2], p99: latencies[total*99/100],
+		cpu: cpu, busy: busy}
 }
 
 func (r loadResult) report(b *testing.B, unit string) {

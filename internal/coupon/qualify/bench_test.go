@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"sort"
 	"syscall"
 	"testing"
 	"time"
@@ -225,4 +226,50 @@ func BenchmarkCandidates(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(found)/benchWallets, "candidates/cart")
+}
+
+// BenchmarkJitterReference is the reference the Evaluate tail latencies are read against, as
+// BenchmarkPgbenchReference is PostgreSQL's: it times a pure arithmetic loop (no memory, no
+// allocation, no branch to mispredict) calibrated to take about 10, 20, 30 and 40 µs, one call at a
+// time on a locked thread like benchmarkEvaluate, and reports its p50 and p99. Whatever the p99 of
+// a loop of a given median is here, no code of that median can have a lower one on this machine:
+// what rises above the median is the machine's (interrupts, the hypervisor), not the code's.
+//
+//	go test -run '^$' -bench 'BenchmarkJitterReference' -benchtime 20000x ./internal/coupon/qualify/
+func BenchmarkJitterReference(b *testing.B) {
+	const calibration = 20_000_000
+	start := time.Now()
+	spin(calibration)
+	perStep := float64(time.Since(start).Nanoseconds()) / calibration
+	for _, us := range []int{10, 20, 30, 40} {
+		b.Run(fmt.Sprintf("%dus", us), func(b *testing.B) {
+			steps := int(float64(us*1000) / perStep)
+			took := make([]time.Duration, 0, b.N)
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			for b.Loop() {
+				t0 := time.Now()
+				spin(steps)
+				took = append(took, time.Since(t0))
+			}
+			slices.Sort(took)
+			b.ReportMetric(float64(took[len(took)/2].Nanoseconds()), "p50-ns")
+			b.ReportMetric(float64(took[len(took)*99/100].Nanoseconds()), "p99-ns")
+			over := len(took) - sort.Search(len(took), func(i int) bool { return took[i] > 50*time.Microsecond })
+			b.ReportMetric(100*float64(over)/float64(len(took)), "pct-over-50µs")
+		})
+	}
+}
+
+// spinSink keeps spin's result alive.
+var spinSink uint64
+
+// spin runs n steps of a linear congruential generator: a chain of dependent multiplications,
+// always the same work.
+func spin(n int) {
+	x := spinSink
+	for range n {
+		x = x*6364136223846793005 + 1442695040888963407
+	}
+	spinSink = x
 }
