@@ -345,3 +345,76 @@ func benchEventFloor(b *testing.B, d sqldb.Dialect, keys bool) {
 	require.Equal(b, int64(min(events, 200_000)), rows, "one user task per (user, task)")
 	reportFloor(b, res, n, "event")
 }
+
+// BenchmarkSteadyEventFloor is BenchmarkEventFloor for the mix a long run of the events benchmark
+// settles into, once every (user, task) pair is claimed: each event adds one to its user task's
+// progress and leaves a processed marker, and one in ten completes its stage (the user task's state
+// changes) and grants, the grant's rows written as BenchmarkGrantFloor's "all" level writes them.
+// It leaves out the completion's own activity record and outbox event, so it is a lower bound. The
+// 200,000 user tasks are written before the timer starts. One writer, batches of 320 events (32 of
+// them completing).
+//
+//	go test -run '^$' -bench BenchmarkSteadyEventFloor -benchtime 40960x ./internal/app/
+func BenchmarkSteadyEventFloor(b *testing.B) {
+	for _, d := range sqldbtest.Dialects {
+		b.Run(string(d), func(b *testing.B) { benchSteadyFloor(b, d) })
+	}
+}
+
+// steadyBatch is a steady floor batch: ten events per grant of a grant floor batch.
+const steadyBatch = 10 * floorBatch
+
+// steadyFill writes the user task of every (user, task) pair of the events run.
+var steadyFill = map[sqldb.Dialect]string{
+	sqldb.SQLite: `INSERT INTO user_tasks (tenant_id, user_id, task_key, period_key, id, period, task_version, state,
+		progress, claimed_at, updated_at)
+		WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 199999)
+		SELECT 't_floor', 'u' || (i % 10000), printf('bench-%02d', i / 10000), 'once', 'ut' || i, 'once', 1,
+			'claimed', 1, 0, 0 FROM n`,
+	sqldb.Postgres: `INSERT INTO user_tasks (tenant_id, user_id, task_key, period_key, id, period, task_version, state,
+		progress, claimed_at, updated_at)
+		SELECT 't_floor', 'u' || (i % 10000), 'bench-' || lpad((i / 10000)::text, 2, '0'), 'once', 'ut' || i, 'once', 1,
+			'claimed', 1, 0, 0 FROM generate_series(0, 199999) AS i`,
+}
+
+func benchSteadyFloor(b *testing.B, d sqldb.Dialect) {
+	db := sqldbtest.Open(b, d, Migrations())
+	ctx := context.Background()
+	for _, q := range []string{steadyFill[d], `ANALYZE user_tasks`} { // the planner's figures for the join below
+		_, err := db.Writer().ExecContext(ctx, q)
+		require.NoError(b, err)
+	}
+	f := newFloor(d, randomPrefix())
+	const n = steadyBatch
+	pairs := func(k int) string { // the user tasks of k (user, task) pairs, by primary key on both engines
+		return ` FROM (VALUES ` + d.Tuples(k, 2) + `) AS v WHERE tenant_id = 't_floor' AND period_key = 'once'
+			AND user_id = v.column1 AND task_key = v.column2`
+	}
+	progress := `UPDATE user_tasks SET progress = progress + 1` + pairs(n)
+	completed := `UPDATE user_tasks SET state = 'rewarded'` + pairs(floorBatch)
+	processed := `INSERT INTO bus_processed (consumer, msg_id, processed_at) VALUES ` + d.Tuples(n, 3)
+	batches := (max(b.N, 4*n) + n - 1) / n
+	b.ResetTimer()
+	res := runLoad(b, 1, batches, func(ctx context.Context, k int) error {
+		now := time.Now().UnixMicro()
+		var up, done, pr []any
+		for e := k * n; e < (k+1)*n; e++ {
+			user, task := fmt.Sprintf("u%d", e*7919%10_000), fmt.Sprintf("bench-%02d", e/7%20)
+			up = append(up, user, task)
+			if e%10 == 0 {
+				done = append(done, user, task)
+			}
+			pr = append(pr, "task.progress", fmt.Sprintf("bev_%016x", uint64(e)*0x9e3779b97f4a7c15), now)
+		}
+		if err := floorTx(ctx, db, floorStmt{progress, up}, floorStmt{completed, done}, floorStmt{processed, pr}); err != nil {
+			return err
+		}
+		return f.write(ctx, db, k, floorAll)
+	})
+	b.StopTimer()
+	events := batches * n
+	var total int64
+	require.NoError(b, db.Reader().QueryRow(ctx, `SELECT SUM(progress) FROM user_tasks`).Scan(&total))
+	require.Equal(b, int64(200_000+events), total, "one step of progress per event")
+	reportFloor(b, res, n, "event")
+}
