@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -62,14 +59,6 @@ func benchPipelineFloor(b *testing.B, d sqldb.Dialect, stage string) {
 	msgs := pipelineEvents(b, bs, total)
 	p := newPipelineFloor(d, bs)
 
-	runCtx, cancel := context.WithCancel(ctx)
-	relay := bus.NewRelay(db, bs, bus.RelayOptions{Logger: bustest.Logger()})
-	relayDone := make(chan error, 1)
-	go func() { relayDone <- relay.Run(runCtx) }()
-	defer func() {
-		cancel()
-		require.NoError(b, <-relayDone)
-	}()
 	opts := bus.ConsumerOptions{Stream: bus.Events, Name: "floor", BatchSize: eventBatch,
 		MaxAckPending: 4 * eventBatch}
 	var consumed atomic.Int64
@@ -87,6 +76,7 @@ func benchPipelineFloor(b *testing.B, d sqldb.Dialect, stage string) {
 			return nil
 		})
 	case "all":
+		runRelay(b, db, bs)
 		stop, err = bs.ConsumeBatchTx(ctx, db, opts, p.apply)
 	}
 	require.NoError(b, err)
@@ -131,23 +121,16 @@ func waitFor(b *testing.B, done func() bool) {
 	}
 }
 
-// machineBusy is the CPU time the whole machine has spent busy (all but idle and I/O wait), from
-// /proc/stat, in clock ticks of 10 ms.
-func machineBusy(tb testing.TB) time.Duration {
-	raw, err := os.ReadFile("/proc/stat")
-	require.NoError(tb, err)
-	line, _, _ := strings.Cut(string(raw), "\n")
-	fields := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
-	require.Greater(tb, len(fields), 8, "/proc/stat: %q", line)
-	var busy int64
-	for i, f := range fields[1:] {
-		v, err := strconv.ParseInt(f, 10, 64)
-		require.NoError(tb, err)
-		if i != 3 && i != 4 && i < 8 { // not idle, not iowait; guest time is already in user
-			busy += v
-		}
-	}
-	return time.Duration(busy) * 10 * time.Millisecond
+// runRelay runs an outbox relay from db to bs until the benchmark ends.
+func runRelay(b *testing.B, db *sqldb.DB, bs *bus.Bus) {
+	ctx, cancel := context.WithCancel(context.Background())
+	relay := bus.NewRelay(db, bs, bus.RelayOptions{Logger: bustest.Logger()})
+	done := make(chan error, 1)
+	go func() { done <- relay.Run(ctx) }()
+	b.Cleanup(func() {
+		cancel()
+		require.NoError(b, <-done)
+	})
 }
 
 // pipelineEvents encodes total behaviour events over 10,000 users and 20 event types, spread as
@@ -187,41 +170,23 @@ func publishAll(b *testing.B, bs *bus.Bus, msgs []bus.Message, clients int) {
 	wg.Wait()
 }
 
-// pipelineFloor is the consumer side of a pipeline floor run: its statements, one text per batch
-// size.
+// pipelineFloor is the consumer side of a pipeline floor run.
 type pipelineFloor struct {
 	d       sqldb.Dialect
 	bus     *bus.Bus
 	subject string
 	prefix  string
 	seq     atomic.Int64
-	mu      sync.Mutex
-	tasks   map[int]string
-	records map[int]string
 }
 
 func newPipelineFloor(d sqldb.Dialect, bs *bus.Bus) *pipelineFloor {
-	return &pipelineFloor{d: d, bus: bs, subject: bs.Subject(bus.Domain, "task", "claimed"),
-		prefix: randomPrefix(), tasks: map[int]string{}, records: map[int]string{}}
-}
-
-// statements are the two multi-row statements for a batch of n events.
-func (p *pipelineFloor) statements(n int) (tasks, records string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if _, ok := p.tasks[n]; !ok {
-		p.tasks[n] = `INSERT INTO user_tasks (tenant_id, user_id, task_key, period_key, id, period, task_version,
-			state, progress, claimed_at, updated_at) VALUES ` + p.d.Tuples(n, 11) + ` ON CONFLICT DO NOTHING`
-		p.records[n] = `INSERT INTO activity_records (tenant_id, user_id, id, type, source_kind, source_id,
-			occurred_at, recorded_at, data) VALUES ` + p.d.Tuples(n, 9)
-	}
-	return p.tasks[n], p.records[n]
+	return &pipelineFloor{d: d, bus: bs, subject: bs.Subject(bus.Domain, "task", "claimed"), prefix: randomPrefix()}
 }
 
 // apply writes a batch's rows: each event claims its user's task.
 func (p *pipelineFloor) apply(ctx context.Context, tx *sqldb.Tx, msgs []bus.Msg) error {
 	now := time.Now().UnixMicro()
-	tasks, records := p.statements(len(msgs))
+	ef := newEventFloor(p.d, len(msgs), false) // the event floor's statements, for this batch's size
 	ut := make([]any, 0, 11*len(msgs))
 	ac := make([]any, 0, 9*len(msgs))
 	out := make([]bus.Message, 0, len(msgs))
@@ -239,10 +204,10 @@ func (p *pipelineFloor) apply(ctx context.Context, tx *sqldb.Tx, msgs []bus.Msg)
 		ac = append(ac, e.TenantID, e.UserID, "act_"+seq, "task.claimed", "task", task, now, now, data)
 		out = append(out, bus.Message{Subject: p.subject, ID: "claimed_" + seq, Data: []byte(data)})
 	}
-	if _, err := tx.Exec(ctx, tasks, ut...); err != nil {
+	if _, err := tx.Exec(ctx, ef.tasks, ut...); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, records, ac...); err != nil {
+	if _, err := tx.Exec(ctx, ef.activity, ac...); err != nil {
 		return err
 	}
 	return bus.Enqueue(ctx, tx, out...)

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // wrkRun is one wrk run: requests per second, latency percentiles and the non-2xx answers.
@@ -73,6 +75,25 @@ func selfCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// machineBusy is the CPU time the whole machine has spent busy (all but idle and I/O wait), from
+// /proc/stat, in clock ticks of 10 ms.
+func machineBusy(tb testing.TB) time.Duration {
+	raw, err := os.ReadFile("/proc/stat")
+	require.NoError(tb, err)
+	line, _, _ := strings.Cut(string(raw), "\n")
+	fields := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	require.Greater(tb, len(fields), 8, "/proc/stat: %q", line)
+	var busy int64
+	for i, f := range fields[1:] {
+		v, err := strconv.ParseInt(f, 10, 64)
+		require.NoError(tb, err)
+		if i != 3 && i != 4 && i < 8 { // not idle, not iowait; guest time is already in user
+			busy += v
+		}
+	}
+	return time.Duration(busy) * 10 * time.Millisecond
 }
 
 // wrkScript is the Lua script that sends the requests.
