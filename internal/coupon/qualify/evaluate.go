@@ -35,6 +35,10 @@ type evaluator struct {
 	msg     messages
 	cart    *Cart
 	cur     *currency
+	// now is in.Now as an expiry; times are the coupons' start and expiry times, the Wallet's or
+	// timeBuf.
+	now            expiry
+	times, timeBuf []couponTime
 	amounts []int64
 	total   int64
 	// itemVals and itemHash are the items' values and their hashes (hashOf), by dimension.
@@ -143,8 +147,13 @@ func (e *evaluator) setup(in *Input) {
 	if w := in.Wallet; w != nil {
 		e.input.Coupons, e.input.Templates = w.coupons, nil
 		e.versions = resize(e.versions, len(w.templates))
+		e.times = w.times
+	} else {
+		e.timeBuf = timesOf(reuse(e.timeBuf, len(in.Coupons)), in.Coupons)
+		e.times = e.timeBuf
 	}
 	in = &e.input
+	e.now = instantOf(in.Now)
 	e.in, e.cart = &e.input, &e.input.Cart
 	e.msg = messages{zh: strings.HasPrefix(in.Lang, "zh"), strs: &e.strs}
 	e.cur = currencyOf(in.Cart.Currency)
@@ -178,12 +187,14 @@ func (e *evaluator) setup(in *Input) {
 	e.tevals = e.tevals[:0]
 	e.groupIDs.reset()
 	e.keyIDs.reset()
-	size := 16
-	for size < 2*len(in.Coupons) {
-		size *= 2
+	if in.Wallet == nil { // a Wallet has its templates numbered (see templateIn)
+		size := 16
+		for size < 2*len(in.Coupons) {
+			size *= 2
+		}
+		e.slots = resize(e.slots, size)
+		e.keySlots = resize(e.keySlots, size)
 	}
-	e.slots = resize(e.slots, size)
-	e.keySlots = resize(e.keySlots, size)
 	e.keys = e.keys[:0]
 	e.idx.buf = e.idx.buf[:0] // the last block, the largest: it soon holds an evaluation's lists
 	e.idx.next = max(e.idx.next, 8*len(in.Cart.Items))
@@ -211,7 +222,7 @@ func (e *evaluator) release() {
 	clear(e.full)
 	e.full = e.full[:0]
 	e.lastTime = [2]timeReasonAt{}
-	e.in, e.cart, e.vars, e.input = nil, nil, nil, Input{}
+	e.in, e.cart, e.vars, e.input, e.times = nil, nil, nil, Input{}, nil
 	e.cel.reset()
 	clear(e.conds)
 	e.conds = e.conds[:0]
@@ -360,10 +371,10 @@ func (e *evaluator) qualifyCoupon(i int) couponEval {
 	}
 	te := &e.tevals[ti]
 	var timeReason *Reason
-	switch now := &e.in.Now; {
-	case now.Before(c.StartsAt) && !c.StartsAt.IsZero():
+	switch ct := &e.times[i]; {
+	case cmpExp(e.now, ct.start) < 0:
 		timeReason = e.timeReason(timeNotStarted, c.StartsAt)
-	case !now.Before(c.ExpiresAt) && !c.ExpiresAt.IsZero():
+	case cmpExp(e.now, ct.exp) >= 0:
 		timeReason = e.timeReason(timeExpired, c.ExpiresAt)
 	}
 	switch {
@@ -382,8 +393,10 @@ func (e *evaluator) qualifyCoupon(i int) couponEval {
 	if !te.wantSplit { // the template's first applicable coupon
 		te.wantSplit = true
 		e.splitItems += len(te.elig)
-		te.group = e.groupIDs.id(te.t.groupHash, te.t.group)
-		te.key = e.keyIDs.id(te.t.keyHash, te.t.Key)
+		if e.in.Wallet == nil { // a Wallet numbers them (see templateIn)
+			te.group = e.groupIDs.id(te.t.groupHash, te.t.group)
+			te.key = e.keyIDs.id(te.t.keyHash, te.t.Key)
+		}
 	}
 	return couponEval{ti: ti, applies: true}
 }
@@ -486,17 +499,18 @@ func (e *evaluator) fillSplits(outs []Outcome, tidx []int32) {
 // offer makes the applicable coupon i of positive value its template's candidate for the stack
 // search when it expires before the template's candidate so far (ties: the smaller id).
 func (e *evaluator) offer(te *tmplEval, i int) {
-	if r := te.rep; r < 0 || earlier(&e.in.Coupons[i], &e.in.Coupons[r]) {
+	if r := te.rep; r < 0 || e.earlier(i, int(r)) {
 		te.rep = int32(i)
 	}
 }
 
-// earlier reports whether a expires before b, "no expiry" last (ties: the smaller id).
-func earlier(a, b *Coupon) bool {
-	if c := cmpExpiry(a.ExpiresAt, b.ExpiresAt); c != 0 {
+// earlier reports whether coupon i expires before coupon j, "no expiry" last (ties: the smaller
+// id).
+func (e *evaluator) earlier(i, j int) bool {
+	if c := cmpExp(e.times[i].exp, e.times[j].exp); c != 0 {
 		return c < 0
 	}
-	return a.ID < b.ID
+	return e.in.Coupons[i].ID < e.in.Coupons[j].ID
 }
 
 // betterSingle reports whether the applicable coupon i is a better single coupon than j: higher
@@ -505,7 +519,7 @@ func (e *evaluator) betterSingle(i, j int) bool {
 	if vi, vj := e.tevals[e.cs[i].ti].value, e.tevals[e.cs[j].ti].value; vi != vj {
 		return vi > vj
 	}
-	return earlier(&e.in.Coupons[i], &e.in.Coupons[j])
+	return e.earlier(i, j)
 }
 
 // templateOf returns the index of the evaluation of c's template, -1 when it is missing. Templates
@@ -634,11 +648,27 @@ func (e *evaluator) template(t *Template) int32 {
 			return i
 		}
 	}
-	i := int32(len(e.tevals))
+	i := e.newTemplate(t)
 	e.slots[h] = i + 1
+	return i
+}
+
+// newTemplate adds t's evaluation, its hard reasons and eligible items computed, and returns its
+// index.
+func (e *evaluator) newTemplate(t *Template) int32 {
+	i := int32(len(e.tevals))
 	e.tevals = append(e.tevals, tmplEval{t: t, rep: -1, kind: t.kind, excl: t.excl})
 	e.hardReasons(&e.tevals[i])
 	return i
+}
+
+// numbered is how many stack groups and template keys the evaluation numbered (see tmplEval's
+// group and key).
+func (e *evaluator) numbered() (groups, keys int) {
+	if w := e.in.Wallet; w != nil {
+		return w.groups, w.keys
+	}
+	return e.groupIDs.len(), e.keyIDs.len()
 }
 
 // hardReasons finds the template's eligible items and their amount, and its reasons that do not

@@ -114,14 +114,15 @@ func (e *evaluator) priceTogether(outs []Outcome, tis []int32) (Pick, []Outcome,
 	cs := make([]*cand, len(outs))
 	for k := range outs {
 		te := &e.tevals[tis[k]]
-		c := newCand(int32(k), te, outs[k].ExpiresAt, outs[k].CouponID)
+		c := newCand(int32(k), te, expiryOf(outs[k].ExpiresAt), outs[k].CouponID)
 		cs[k] = &c
 	}
 	order := slices.Clone(cs)
 	slices.SortFunc(order, cmpApply)
 	consume := family(cs[0].t) == famDiscount
 	s := &e.search
-	d := s.denseIndexes(order, e.groupIDs.len(), e.keyIDs.len())
+	groups, keys := e.numbered()
+	d := s.denseIndexes(order, groups, keys)
 	s.reset(order, d, e.amounts, consume, &e.sp)
 	pick := Pick{CouponIDs: make([]string, len(order))}
 	for i, c := range order {

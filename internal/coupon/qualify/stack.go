@@ -49,14 +49,14 @@ type cand struct {
 }
 
 // newCand is the candidate of coupon o (expiring at exp, id) of template te.
-func newCand(o int32, te *tmplEval, exp time.Time, id string) cand {
+func newCand(o int32, te *tmplEval, exp expiry, id string) cand {
 	t := te.t
-	return cand{o: o, t: t, value: te.value, elig: te.elig, mask: te.mask, exp: expiryOf(exp), id: id,
+	return cand{o: o, t: t, value: te.value, elig: te.elig, mask: te.mask, exp: exp, id: id,
 		gid: te.group, kid: te.key, limit: t.limit, kind: t.kind, excl: t.excl}
 }
 
-// expiry is an expiry as two numbers that order as cmpExpiry does: Unix seconds and nanoseconds,
-// and for "no expiry" (zero) the largest seconds and a nanosecond no time has.
+// expiry is an expiry as two numbers that order as the times do, "no expiry" last: Unix seconds
+// and nanoseconds, and for "no expiry" (zero) the largest seconds and a nanosecond no time has.
 type expiry struct {
 	sec  int64
 	nsec int32
@@ -66,30 +66,26 @@ func expiryOf(t time.Time) expiry {
 	if t.IsZero() {
 		return expiry{sec: math.MaxInt64, nsec: 1e9}
 	}
-	return expiry{sec: t.Unix(), nsec: int32(t.Nanosecond())}
+	return instantOf(t)
 }
 
-// cmpExp is cmpExpiry for expiries.
+// startOf is a start as an expiry: "no start" (zero) is before any time.
+func startOf(t time.Time) expiry {
+	if t.IsZero() {
+		return expiry{sec: math.MinInt64}
+	}
+	return instantOf(t)
+}
+
+// instantOf is t as an expiry, the zero time included.
+func instantOf(t time.Time) expiry { return expiry{sec: t.Unix(), nsec: int32(t.Nanosecond())} }
+
+// cmpExp compares expiries, "no expiry" last.
 func cmpExp(a, b expiry) int {
 	if c := cmp.Compare(a.sec, b.sec); c != 0 {
 		return c
 	}
 	return cmp.Compare(a.nsec, b.nsec)
-}
-
-// cmpExpiry compares expiries, "no expiry" (zero) last.
-func cmpExpiry(a, b time.Time) int {
-	switch {
-	case a.Equal(b):
-		return 0
-	case a.IsZero():
-		return 1
-	case b.IsZero():
-		return -1
-	case a.Before(b):
-		return -1
-	}
-	return 1
 }
 
 // cmpApply is the order in which a stack applies its coupons: percentages first, then amounts off
@@ -287,8 +283,7 @@ func (e *evaluator) candidates() []cand {
 		if te.rep < 0 {
 			continue
 		}
-		c := &e.in.Coupons[te.rep]
-		cands = append(cands, newCand(te.rep, te, c.ExpiresAt, c.ID))
+		cands = append(cands, newCand(te.rep, te, e.times[te.rep].exp, e.in.Coupons[te.rep].ID))
 	}
 	e.cands = cands
 	return cands
@@ -339,7 +334,8 @@ func (e *evaluator) bestOfFamily(cands []cand, fam int) *stack {
 func (e *evaluator) searchGroup(out *stack, group []*cand, consume bool) {
 	e.applyKeys = sortApply(group, e.applyKeys)
 	s := &e.search
-	d := s.denseIndexes(group, e.groupIDs.len(), e.keyIDs.len())
+	groups, keys := e.numbered()
+	d := s.denseIndexes(group, groups, keys)
 	s.reset(group, d, e.amounts, consume, &e.sp)
 	if consume || s.dupKeys {
 		lists := s.byGroup()
