@@ -49,9 +49,9 @@ type searcher struct {
 	byValue     [][]int32
 	byValueDone bool
 	picks       []*groupPick
-	// mixed, pct, amt and rate are bounds' scratch: per group, the best values of all kinds, of
+	// mixed, pct and rate are bounds' scratch: per group, the best values of all kinds, of
 	// percentages, of amounts off, and the highest rates.
-	mixed, pct, amt, rate topLists
+	mixed, pct, rate topLists
 	mark                  []uint32
 	epoch                 uint32
 	// small: the cart has at most 64 items, and the candidates' masks are set.
@@ -88,7 +88,6 @@ func (s *searcher) reset(cs []*cand, d dense, amounts []int64, consume bool, sp 
 	s.keyUsed = resize(s.keyUsed, d.keys)
 	s.mixed.resize(d.groups, d.maxLimit)
 	s.pct.resize(d.groups, d.maxLimit)
-	s.amt.resize(d.groups, d.maxLimit)
 	s.rate.resize(d.groups, d.maxLimit)
 	s.mark, s.epoch = resize(s.mark, len(amounts)), 0
 	s.small = len(amounts) <= 64
@@ -690,16 +689,18 @@ func (s *searcher) unapply(c *cand, v int64) {
 //   - per group, the highest values the group may still add, each valued on what is left now (a
 //     value can only shrink as coupons are added);
 //   - for discounts, what is left of the items they cover;
-//   - for discounts, the same split into percentages and amounts off (each kind with the group's
-//     whole allowance), where, for j = k only, the percentages, applied to what the earlier ones
+//   - for discounts and j = k only, the same split into percentages and amounts off (each kind
+//     with the group's whole allowance), where the percentages, applied to what the earlier ones
 //     left, take at most R × (1 − Π(1 − rate)) of the R left on the items they cover, with the
-//     highest rates per group.
+//     highest rates per group. (Without that, the split is never below the first bound: a group's
+//     highest values are some of its highest percentages and some of its highest amounts off.)
 //
-// One pass from the last candidate back to k computes them all.
+// One pass from the last candidate back to k computes them all. Candidates come in application
+// order, percentages before amounts off, so the pass meets the amounts off first: until it meets
+// a percentage, the first bound is the amounts off's part of the split.
 func (s *searcher) bounds(k int) {
 	s.mixed.reset()
 	s.pct.reset()
-	s.amt.reset()
 	s.rate.reset()
 	s.epoch++
 	at := len(s.ub)
@@ -719,10 +720,6 @@ func (s *searcher) bounds(k int) {
 			continue
 		}
 		pct := c.kind == kindPercentOff
-		var base int64
-		for _, i := range c.elig {
-			base += s.r[i]
-		}
 		switch {
 		case !s.consume:
 		case s.small:
@@ -744,7 +741,7 @@ func (s *searcher) bounds(k int) {
 				}
 			}
 		}
-		w := c.t.value(base)
+		w := s.worthNow(c)
 		worth[j-k] = w
 		if w <= 0 {
 			continue
@@ -758,9 +755,9 @@ func (s *searcher) bounds(k int) {
 			pctSum += s.pct.insert(g, allow, w)
 			s.rate.insert(g, allow, c.t.bp)
 		default:
-			amtSum += s.amt.insert(g, allow, w)
+			amtSum = mixed // no percentage met yet
 		}
-		ub[j-k] = min(mixed, covered, pctSum+amtSum)
+		ub[j-k] = min(mixed, covered)
 	}
 	s.epoch++ // pctEpoch is used up
 	if !s.consume || pctSum == 0 {
@@ -778,6 +775,22 @@ func (s *searcher) bounds(k int) {
 		compounded = int64(math.Ceil(x+x*1e-9)) + 1
 	}
 	ub[0] = min(ub[0], min(pctSum, compounded)+amtSum)
+}
+
+// worthNow is c's value on what is left of its items. A discount stack worth cur has taken cur
+// off the items, so at least c's base less cur is left of c's: when c is worth its standalone
+// value on that much, it is worth it now, and its items need not be read.
+func (s *searcher) worthNow(c *cand) int64 {
+	if s.consume {
+		if least := c.base - s.cur; least >= 0 && c.t.value(least) == c.value {
+			return c.value
+		}
+	}
+	var base int64
+	for _, i := range c.elig {
+		base += s.r[i]
+	}
+	return c.t.value(base)
 }
 
 // sumOf is what is left of the items of mask (a cart of at most 64 items).

@@ -33,6 +33,7 @@ type cand struct {
 	o     int32 // index in the outcomes
 	t     *Template
 	value int64 // standalone value
+	base  int64 // the amount of its eligible items
 	elig  []int32
 	mask  uint64 // elig as bits, when the cart has at most 64 items
 	exp   expiry
@@ -51,7 +52,7 @@ type cand struct {
 // newCand is the candidate of coupon o (expiring at exp, id) of template te.
 func newCand(o int32, te *tmplEval, exp expiry, id string) cand {
 	t := te.t
-	return cand{o: o, t: t, value: te.value, elig: te.elig, mask: te.mask, exp: exp, id: id,
+	return cand{o: o, t: t, value: te.value, base: te.base, elig: te.elig, mask: te.mask, exp: exp, id: id,
 		gid: te.group, kid: te.key, limit: t.limit, kind: t.kind, excl: t.excl}
 }
 
