@@ -30,17 +30,17 @@ func (s *slab[T]) take(n int) []T {
 // pooled: what an evaluation hands back (outcomes, splits, reasons, picks) is freshly allocated,
 // or taken from a Buffer's memory (see resultMem); the scratch is kept for the next evaluation.
 type evaluator struct {
-	input   Input
-	in      *Input // &input
-	msg     messages
-	cart    *Cart
-	cur     *currency
+	input Input
+	in    *Input // &input
+	msg   messages
+	cart  *Cart
+	cur   *currency
 	// now is in.Now as an expiry; times are the coupons' start and expiry times, the Wallet's or
 	// timeBuf.
 	now            expiry
 	times, timeBuf []couponTime
-	amounts []int64
-	total   int64
+	amounts        []int64
+	total          int64
 	// itemVals and itemHash are the items' values and their hashes (hashOf), by dimension.
 	itemVals [][numDims]string
 	itemHash [][numDims]uint64

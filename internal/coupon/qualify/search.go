@@ -50,10 +50,10 @@ type searcher struct {
 	byValueDone bool
 	picks       []*groupPick
 	// mixed, pct and rate are bounds' scratch: per group, the best values of all kinds, of
-	// percentages, of amounts off, and the highest rates.
+	// percentages, and the highest rates.
 	mixed, pct, rate topLists
-	mark                  []uint32
-	epoch                 uint32
+	mark             []uint32
+	epoch            uint32
 	// small: the cart has at most 64 items, and the candidates' masks are set.
 	small bool
 	// Scratch of denseIndexes, byGroup and prune.
