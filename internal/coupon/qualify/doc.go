@@ -39,7 +39,8 @@
 // fewer coupons, then earlier expiries, then smaller ids.
 //
 // The stack is found by a branch and bound over the candidates (per template, its coupon that
-// expires first), started from the per-group optimum of standalone values, pruned by bounds that
+// expires first), started from the per-group optimum of standalone values (or, when coupons of
+// that pick take from the same items, from a greedy stack if it is better), pruned by bounds that
 // hold at the cent (on what the stack could still gain, and on how few coupons could still tie
 // the best), with the most promising children first and the additive tail (amounts off that
 // cannot run out of items, seller bonuses) settled per group without branching. It is exact

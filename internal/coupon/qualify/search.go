@@ -66,7 +66,7 @@ type searcher struct {
 	vals           []int64
 	// Scratch of incumbent, groupPick and consider.
 	set, bestSet, inc, pickedBuf []int32
-	topBuf                       []int64
+	topBuf, greedyVals           []int64
 	memA, memB                   []*cand
 	// suffix[k] is a bound of what the candidates from k on can add, computed once; see
 	// staticBounds.
@@ -194,9 +194,10 @@ func (s *searcher) byGroup() [][]int32 {
 
 // incumbent is a good first stack (lists: byGroup): per group, the k coupons of highest
 // standalone value whose max_per_order allows k (the k of highest sum), one per template; valued
-// exactly, members that add nothing left out. It returns the members in application order and the
-// stack's value.
-func (s *searcher) incumbent(lists [][]int32) ([]int32, int64) {
+// exactly, members that add nothing left out. It returns the members in application order, the
+// stack's value, and whether that is less than the sum of the standalone values of the coupons
+// picked (they took from the same items).
+func (s *searcher) incumbent(lists [][]int32) ([]int32, int64, bool) {
 	pick := s.chosen[:0] // the search has not started: chosen is free
 	used := s.keyUsed    // likewise; cleared below
 	set, bestSet := s.set[:0], s.bestSet[:0]
@@ -230,8 +231,23 @@ func (s *searcher) incumbent(lists [][]int32) ([]int32, int64) {
 		pick = append(pick, bestSet...)
 	}
 	clear(used)
+	s.set, s.bestSet = set, bestSet
+	var whole int64
+	for _, j := range pick {
+		whole += s.c[j].value
+	}
+	kept, total := s.exact(pick)
+	out := append(s.inc[:0], kept...)
+	s.inc = out
+	s.chosen = pick[:0] // keep the array pick may have grown
+	return out, total, total < whole
+}
+
+// exact values the stack pick in application order, sorting it, and returns its members worth
+// something (a member worth nothing on what the earlier ones left is dropped, in place) and its
+// value. What is left of the items is as it was.
+func (s *searcher) exact(pick []int32) ([]int32, int64) {
 	slices.Sort(pick)
-	// Value it in application order; a member worth nothing on what is left is dropped.
 	var total int64
 	kept := pick[:0]
 	vals := s.vals[:0]
@@ -247,11 +263,56 @@ func (s *searcher) incumbent(lists [][]int32) ([]int32, int64) {
 	for i := len(kept) - 1; i >= 0; i-- {
 		s.unapply(s.c[kept[i]], vals[i])
 	}
-	s.vals, s.set, s.bestSet = vals, set, bestSet
-	out := append(s.inc[:0], kept...)
-	s.inc = out
-	s.chosen = pick[:0] // keep the array pick may have grown
-	return out, total
+	s.vals = vals
+	return kept, total
+}
+
+// greedy offers the search a second first stack, for when the incumbent's per-group choice by
+// standalone values is spoilt by coupons that take from the same items: coupons taken one at a
+// time, each the one worth most on what the earlier ones left (ties: the first in application
+// order) among those the stacking rules still allow, then valued exactly (see exact). It keeps
+// it when it beats the best stack so far (see consider).
+func (s *searcher) greedy() {
+	pick := s.chosen[:0] // the search has not started: chosen is free
+	vals := s.greedyVals[:0]
+	for {
+		best, most := -1, int64(0)
+		for j, c := range s.c {
+			n := s.count[c.group] + 1
+			if c.value <= most || n > c.limit || n > s.minLim[c.group] || s.keyUsed[c.key] {
+				continue // a value only shrinks: one not above the best so far cannot beat it
+			}
+			if v := s.worthNow(c); v > most {
+				best, most = j, v
+			}
+		}
+		if best < 0 {
+			break
+		}
+		c := s.c[best]
+		s.take(c, most)
+		s.cur += most
+		s.count[c.group]++
+		s.minLim[c.group] = min(s.minLim[c.group], c.limit)
+		s.keyUsed[c.key] = true
+		pick, vals = append(pick, int32(best)), append(vals, most)
+	}
+	// Put the state back: the takes in reverse, then the counts and limits as use set them.
+	for i := len(pick) - 1; i >= 0; i-- {
+		s.unapply(s.c[pick[i]], vals[i])
+	}
+	s.greedyVals = vals
+	clear(s.count)
+	clear(s.keyUsed)
+	for _, c := range s.c {
+		s.minLim[c.group] = max(s.minLim[c.group], c.limit)
+	}
+	kept, total := s.exact(pick)
+	s.chosen, s.cur = kept, total
+	if len(kept) > 0 {
+		s.consider()
+	}
+	s.chosen, s.cur = pick[:0], 0
 }
 
 // prune drops the candidates that cannot be in a stack worth v0 or more (lists: byGroup). The

@@ -329,7 +329,8 @@ func (e *evaluator) bestOfFamily(cands []cand, fam int) *stack {
 // searchGroup finds the best group stack of one family, into out. Unless the root settles
 // everything (seller bonuses of distinct templates, whose values add up), it starts from the
 // modular optimum (per group, the best standalone values its limits allow, valued exactly in
-// application order), drops the candidates that cannot be part of anything better, and runs the
+// application order) or, when that one's coupons take from the same items, from the greedy stack
+// if it is better, drops the candidates that cannot be part of anything better, and runs the
 // branch and bound on the rest. Within its node budget the search is exact: where it starts
 // changes only its speed.
 func (e *evaluator) searchGroup(out *stack, group []*cand, consume bool) {
@@ -340,15 +341,18 @@ func (e *evaluator) searchGroup(out *stack, group []*cand, consume bool) {
 	s.reset(group, d, e.amounts, consume, &e.sp)
 	if consume || s.dupKeys {
 		lists := s.byGroup()
-		inc, v0 := s.incumbent(lists)
-		kept, moved := s.prune(lists, inc, v0)
+		inc, v0, spoilt := s.incumbent(lists)
+		s.best.v, s.best.idx = v0, append(s.best.idx[:0], inc...)
+		if spoilt {
+			s.greedy()
+		}
+		kept, moved := s.prune(lists, s.best.idx, s.best.v)
 		if len(kept) < len(group) {
-			for i, j := range inc {
-				inc[i] = moved[j]
+			for i, j := range s.best.idx {
+				s.best.idx[i] = moved[j]
 			}
 			s.use(kept, d)
 		}
-		s.best.v, s.best.idx = v0, append(s.best.idx[:0], inc...)
 	}
 	if !consume && !s.dupKeys {
 		// Seller bonuses of distinct templates add up: the root settles everything (complete),

@@ -519,3 +519,34 @@ func TestStackTiesMatchExhaustiveSearch(t *testing.T) {
 	t.Logf("%d of 300 wallets had several best stacks of as many coupons", ties)
 	require.Positive(t, ties, "the wallets must tie")
 }
+
+// TestBestStackWhenTopCouponsShareAnItem: the group's two best coupons by standalone value both
+// take from one cheap item, so together they are worth no more than the first; the best stack
+// pairs the first with a coupon on the other items. The search starts from that stack (the greedy
+// one, since the per-group pick by standalone values is spoilt), so even a search stopped at its
+// first node returns it.
+func TestBestStackWhenTopCouponsShareAnItem(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	onSmall := func(amount int64) qualify.Spec {
+		s := amountOff(amount, "shop", 2)
+		s.Applicability.Category.Include = []string{"small"}
+		return s
+	}
+	b.template(t, "small100", onSmall(10000))
+	b.give("small100", "small100")
+	b.template(t, "small75", onSmall(7500))
+	b.give("small75", "small75")
+	b.template(t, "any65", amountOff(6500, "shop", 2))
+	b.give("any65", "any65")
+	cart := qualify.Cart{Items: []qualify.Item{
+		item("s", "small", "acme", "", 8878, 1),
+		item("l", "large", "acme", "", 100000, 1),
+	}}
+	res := b.evaluate(t, cart)
+	require.Equal(t, &qualify.Pick{CouponIDs: []string{"small100", "any65"}, Discount: 8878 + 6500}, res.Best.Stack)
+	require.Equal(t, qualify.ReasonLimitReached, outcome(t, res, "small75").Reasons[0].Code)
+
+	stopped, _ := qualify.EvaluateNodes(b.input(cart), 1)
+	require.Equal(t, res.Best.Stack, stopped.Best.Stack, "the search starts from the best stack")
+}
