@@ -62,7 +62,11 @@ type evaluator struct {
 	keys     []keyTemplate
 	// versions numbers the template versions of a Wallet (see templateIn).
 	versions []int32
-	tevals   []tmplEval
+	// indexed says that the Wallet's item index serves this cart (of at most 64 items): incMask
+	// and excMask are, per rule slot, the items it includes and excludes (see ruleMasks).
+	indexed          bool
+	incMask, excMask []uint64
+	tevals           []tmplEval
 	// cs are the coupons' answers (see couponEval); appl lists the applicable coupons.
 	cs      []couponEval
 	appl    []int32
@@ -184,6 +188,11 @@ func (e *evaluator) setup(in *Input) {
 		}
 	}
 	e.notFor = resize(e.notFor, int(numDims)*(len(in.Cart.Items)+1))
+	e.indexed = false
+	if w := in.Wallet; w != nil && w.items != nil && len(in.Cart.Items) <= 64 {
+		e.ruleMasks(w.items)
+		e.indexed = true
+	}
 	e.tevals = e.tevals[:0]
 	e.groupIDs.reset()
 	e.keyIDs.reset()
@@ -372,9 +381,9 @@ func (e *evaluator) qualifyCoupon(i int) couponEval {
 	te := &e.tevals[ti]
 	var timeReason *Reason
 	switch ct := &e.times[i]; {
-	case cmpExp(e.now, ct.start) < 0:
+	case e.now.before(ct.start):
 		timeReason = e.timeReason(timeNotStarted, c.StartsAt)
-	case cmpExp(e.now, ct.exp) >= 0:
+	case !e.now.before(ct.exp):
 		timeReason = e.timeReason(timeExpired, c.ExpiresAt)
 	}
 	switch {
@@ -507,8 +516,8 @@ func (e *evaluator) offer(te *tmplEval, i int) {
 // earlier reports whether coupon i expires before coupon j, "no expiry" last (ties: the smaller
 // id).
 func (e *evaluator) earlier(i, j int) bool {
-	if c := cmpExp(e.times[i].exp, e.times[j].exp); c != 0 {
-		return c < 0
+	if a, b := e.times[i].exp, e.times[j].exp; a != b {
+		return a.before(b)
 	}
 	return e.in.Coupons[i].ID < e.in.Coupons[j].ID
 }
@@ -648,17 +657,17 @@ func (e *evaluator) template(t *Template) int32 {
 			return i
 		}
 	}
-	i := e.newTemplate(t)
+	i := e.newTemplate(t, -1)
 	e.slots[h] = i + 1
 	return i
 }
 
 // newTemplate adds t's evaluation, its hard reasons and eligible items computed, and returns its
-// index.
-func (e *evaluator) newTemplate(t *Template) int32 {
+// index, its item rules' masks from slot at on when at >= 0 (see eligibleIndexed).
+func (e *evaluator) newTemplate(t *Template, at int32) int32 {
 	i := int32(len(e.tevals))
 	e.tevals = append(e.tevals, tmplEval{t: t, rep: -1, kind: t.kind, excl: t.excl})
-	e.hardReasons(&e.tevals[i])
+	e.hardReasons(&e.tevals[i], at)
 	return i
 }
 
@@ -672,8 +681,9 @@ func (e *evaluator) numbered() (groups, keys int) {
 }
 
 // hardReasons finds the template's eligible items and their amount, and its reasons that do not
-// depend on the coupon, appended to rbuf (nothing else appends there meanwhile).
-func (e *evaluator) hardReasons(te *tmplEval) {
+// depend on the coupon, appended to rbuf (nothing else appends there meanwhile); slot, when not
+// negative, is the first slot of its item rules' masks (see eligibleIndexed).
+func (e *evaluator) hardReasons(te *tmplEval, slot int32) {
 	t := te.t
 	at := len(e.rbuf)
 	if t.cur != e.cur { // both come from currencies: one pointer per code
@@ -686,7 +696,11 @@ func (e *evaluator) hardReasons(te *tmplEval) {
 		}
 	}
 	te.elig = e.allIdx
-	if t.itemRules() {
+	switch {
+	case !t.itemRules():
+	case slot >= 0 && e.indexed:
+		e.eligibleIndexed(te, slot)
+	default:
 		e.eligibleItems(te)
 	}
 	if len(e.allBits) == 1 {
@@ -750,6 +764,14 @@ func (e *evaluator) eligibleItems(te *tmplEval) {
 			live[w] = keep
 		}
 	}
+	e.setEligible(te, &failed)
+}
+
+// setEligible sets the template's eligible items, those of e.live; when there is none, it
+// appends to rbuf one reason per dimension that turned an item away first (failed: 1 + that
+// item's index), in dimension order.
+func (e *evaluator) setEligible(te *tmplEval, failed *[numDims]int32) {
+	live := e.live[:len(e.allBits)]
 	count := 0
 	for _, m := range live {
 		count += bits.OnesCount64(m)

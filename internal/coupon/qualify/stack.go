@@ -81,6 +81,9 @@ func startOf(t time.Time) expiry {
 // instantOf is t as an expiry, the zero time included.
 func instantOf(t time.Time) expiry { return expiry{sec: t.Unix(), nsec: int32(t.Nanosecond())} }
 
+// before reports whether a comes before b.
+func (a expiry) before(b expiry) bool { return a.sec < b.sec || (a.sec == b.sec && a.nsec < b.nsec) }
+
 // cmpExp compares expiries, "no expiry" last.
 func cmpExp(a, b expiry) int {
 	if c := cmp.Compare(a.sec, b.sec); c != 0 {

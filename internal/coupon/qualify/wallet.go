@@ -15,7 +15,10 @@ type Wallet struct {
 	templates      []*Template
 	groupID, keyID []int32
 	groups, keys   int
-	complete       bool
+	// items indexes the versions' item rules, from slot ruleAt[version] on; nil when none has one.
+	items    *itemIndex
+	ruleAt   []int32
+	complete bool
 }
 
 // NewWallet prepares coupons, looking their templates up with lookup (nil: none is found). The
@@ -37,17 +40,29 @@ func NewWallet(coupons []Coupon, lookup Lookup) *Wallet {
 			w.complete = w.complete && t != nil
 			g = int32(len(w.templates))
 			w.templates = append(w.templates, t)
-			var gid, kid int32
+			var gid, kid, at int32
 			if t != nil {
 				gid, kid = number(groups, t.group), number(keys, t.Key)
+				at = w.indexRules(t)
 			}
-			w.groupID, w.keyID = append(w.groupID, gid), append(w.keyID, kid)
+			w.groupID, w.keyID, w.ruleAt = append(w.groupID, gid), append(w.keyID, kid), append(w.ruleAt, at)
 			index[v] = g
 		}
 		w.group[i] = g
 	}
 	w.groups, w.keys = len(groups), len(keys)
 	return w
+}
+
+// indexRules gives t's item rules their slots in the wallet's item index and returns the first.
+func (w *Wallet) indexRules(t *Template) int32 {
+	if !t.itemRules() {
+		return -1
+	}
+	if w.items == nil {
+		w.items = &itemIndex{post: map[dimValue][]int32{}}
+	}
+	return w.items.add(t)
 }
 
 // number returns the number of name in names, numbering it next when it is new.
@@ -89,7 +104,7 @@ func (e *evaluator) templateIn(w *Wallet, i int) int32 {
 	}
 	ti := int32(-1)
 	if t := w.templates[g]; t != nil {
-		ti = e.newTemplate(t)
+		ti = e.newTemplate(t, w.ruleAt[g])
 		te := &e.tevals[ti]
 		te.group, te.key = w.groupID[g], w.keyID[g]
 	}

@@ -331,3 +331,64 @@ func TestPreparedWalletMatchesEvaluate(t *testing.T) {
 		require.Equal(t, outs, wouts, "round %d", round)
 	}
 }
+
+// TestWalletItemIndexMatchesLists compares a prepared Wallet's answers, whose item rules are
+// found through its index of the values they name, with the answers from Coupons and Templates,
+// whose rules compare each item with their lists. The templates have include and exclude lists
+// (both at once too) on every item dimension, drawn from a few values so that carts hit them, and
+// the carts have 1 to 8 items, or 70 (past what the index serves).
+func TestWalletItemIndexMatchesLists(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(seedtest.Seed(t), 41))
+	// lists are an include and an exclude list of one or two of four values, never sharing one.
+	lists := func(prefix string) ([]string, []string) {
+		var inc, exc []string
+		perm := rng.Perm(4)
+		for _, v := range perm[:1+rng.IntN(2)] {
+			inc = append(inc, fmt.Sprintf("%s%d", prefix, v))
+		}
+		for _, v := range perm[2 : 3+rng.IntN(2)] {
+			exc = append(exc, fmt.Sprintf("%s%d", prefix, v))
+		}
+		return inc, exc
+	}
+	for round := range 300 {
+		b := setup(t)
+		b.lang = []string{"en", "zh-CN"}[rng.IntN(2)]
+		for i := range 1 + rng.IntN(30) {
+			s := spec()
+			a := &s.Applicability
+			for _, r := range []struct {
+				rule   *qualify.Rule
+				prefix string
+			}{{&a.Category, "cat"}, {&a.Brand, "brand"}, {&a.Model, "model"}, {&a.SKU, "sku"}} {
+				inc, exc := lists(r.prefix)
+				switch rng.IntN(4) {
+				case 0:
+					r.rule.Include = inc
+				case 1:
+					r.rule.Exclude = exc
+				case 2:
+					r.rule.Include, r.rule.Exclude = inc, exc
+				}
+			}
+			key := fmt.Sprintf("t%d", i)
+			b.template(t, key, s)
+			b.give(fmt.Sprintf("c%d", i), key)
+		}
+		n := 1 + rng.IntN(8)
+		if round%25 == 0 {
+			n = 70
+		}
+		var cart qualify.Cart
+		for k := range n {
+			cart.Items = append(cart.Items, item(fmt.Sprintf("sku%d", rng.IntN(4)), fmt.Sprintf("cat%d", rng.IntN(4)),
+				fmt.Sprintf("brand%d", rng.IntN(4)), fmt.Sprintf("model%d", rng.IntN(4)), int64(100*(1+k)), 1))
+		}
+		in := b.input(cart)
+		want := qualify.Evaluate(in)
+		prepared := in
+		prepared.Coupons, prepared.Templates, prepared.Wallet = nil, nil, qualify.NewWallet(in.Coupons, in.Templates)
+		require.Equal(t, want, qualify.Evaluate(prepared), "round %d", round)
+	}
+}
