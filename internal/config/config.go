@@ -277,7 +277,7 @@ type Coupons struct {
 	SweepInterval Duration `yaml:"sweep_interval" json:"sweep_interval"`
 	// WalletCacheTTL How long a node keeps a qualified user's usable coupons in memory for qualification (its own writes and other nodes' coupon events drop them sooner); 0 turns the cache off.
 	WalletCacheTTL Duration `yaml:"wallet_cache_ttl" json:"wallet_cache_ttl"`
-	// WalletCacheCoupons The most coupons a node's wallet cache holds, all wallets together (1 to 100000000; about 150 bytes each).
+	// WalletCacheCoupons The most coupons a node's wallet cache holds, all wallets together (1 to 100000000; about 300 bytes each).
 	WalletCacheCoupons int `yaml:"wallet_cache_coupons" json:"wallet_cache_coupons"`
 }
 

@@ -275,3 +275,30 @@ func spin(n int) {
 	}
 	spinSink = x
 }
+
+// BenchmarkWalletMemory prepares 64 realistic wallets of 20 and of 200 coupons (see
+// benchmarkEvaluate) and reports the heap a prepared Wallet adds to its coupons, per coupon: what
+// a node's wallet cache holds beside the coupons it read.
+//
+//	go test -run '^$' -bench 'BenchmarkWalletMemory' -benchtime 1x ./internal/coupon/qualify/
+func BenchmarkWalletMemory(b *testing.B) {
+	for _, n := range []int{20, 200} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(42, uint64(n)))
+			pool := newTenantPool(b, rng, 400)
+			inputs := make([]qualify.Input, benchWallets)
+			for i := range inputs {
+				inputs[i] = realisticWallet(b, rng, pool, n).input(realisticCart(rng, 5))
+			}
+			wallets := make([]*qualify.Wallet, benchWallets)
+			for b.Loop() {
+				before := heapAlloc()
+				for i, in := range inputs {
+					wallets[i] = qualify.NewWallet(in.Coupons, in.Templates)
+				}
+				b.ReportMetric(float64(heapAlloc()-before)/float64(n*benchWallets), "bytes/coupon")
+			}
+			runtime.KeepAlive(wallets)
+		})
+	}
+}
