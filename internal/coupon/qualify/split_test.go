@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/big"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"testing/quick"
 
@@ -24,6 +25,7 @@ func checkSplit(value int64, weights []int64) string {
 		total += w
 	}
 	bigTotal := big.NewInt(total)
+	floors, rems := make([]int64, len(shares)), make([]*big.Int, len(shares))
 	for i, s := range shares {
 		if s < 0 {
 			return "a share is negative"
@@ -37,13 +39,29 @@ func checkSplit(value int64, weights []int64) string {
 		}
 		// Largest remainder: each share is the exact proportional share rounded down or up.
 		exact := new(big.Int).Mul(big.NewInt(value), big.NewInt(weights[i]))
-		floor := new(big.Int).Div(exact, bigTotal).Int64()
-		if s != floor && s != floor+1 {
+		q, r := new(big.Int).DivMod(exact, bigTotal, new(big.Int))
+		floors[i], rems[i] = q.Int64(), r
+		if s != floors[i] && s != floors[i]+1 {
 			return "a share is not its proportional part rounded"
 		}
 	}
 	if sum != value {
 		return "the shares do not sum to the value"
+	}
+	if total == 0 {
+		return ""
+	}
+	// The cents go to the largest remainders, ties to the lower index: no item rounded up comes
+	// after an item rounded down in that order.
+	for u := range shares {
+		for d := range shares {
+			if shares[u] != floors[u]+1 || shares[d] != floors[d] {
+				continue
+			}
+			if c := rems[u].Cmp(rems[d]); c < 0 || (c == 0 && u > d) {
+				return "a cent went to a smaller remainder, or to a later item of an equal one"
+			}
+		}
 	}
 	return ""
 }
@@ -105,6 +123,18 @@ func TestSplitExamples(t *testing.T) {
 	require.Equal(t, []int64{7, 0}, qualify.Split(7, []int64{0, 0}), "no weight: all on the first")
 	require.Equal(t, []int64{0, 10, 0}, qualify.Split(10, []int64{0, 10, 0}))
 	require.Equal(t, []int64{1000, 2000}, qualify.Split(3000, []int64{1, 2}), "a bonus may exceed the weights")
+	require.Equal(t, []int64{1, 1, 0, 0, 0}, qualify.Split(2, []int64{1, 1, 1, 1, 1}), "two cents for five: the first two")
+	require.Equal(t, []int64{1, 1, 1, 1, 0}, qualify.Split(4, []int64{1, 1, 1, 1, 1}), "four cents for five: all but the last")
+	require.Equal(t, []int64{1, 0, 1, 1, 1}, qualify.Split(4, []int64{2, 1, 2, 2, 2}), "all but the smallest remainder")
+	for _, n := range []int{3, 8, 16, 17, 40} { // up to 16 items and past it
+		for left := 1; left < n; left++ {
+			want := make([]int64, n)
+			for k := range left {
+				want[k] = 1
+			}
+			require.Equal(t, want, qualify.Split(int64(left), slices.Repeat([]int64{1}, n)), "%d cents for %d", left, n)
+		}
+	}
 }
 
 // TestEvaluateSplitProperties runs Evaluate on random carts and wallets: every applicable coupon's
