@@ -62,9 +62,8 @@ type evaluator struct {
 	keys     []keyTemplate
 	// versions numbers the template versions of a Wallet (see templateIn).
 	versions []int32
-	// indexed says that the Wallet's item index serves this cart (of at most 64 items): incMask
-	// and excMask are, per rule slot, the items it includes and excludes (see ruleMasks).
-	indexed          bool
+	// incMask and excMask are, per rule slot of the Wallet's item index, the items its rule
+	// includes and excludes, for a cart of at most 64 items (see ruleMasks).
 	incMask, excMask []uint64
 	tevals           []tmplEval
 	// cs are the coupons' answers (see couponEval); appl lists the applicable coupons.
@@ -127,9 +126,9 @@ type tmplEval struct {
 	hard reasonSpan
 	// rep is the outcome index of the template's candidate for the stack search (-1: none).
 	rep int32
-	// group and key number the template's stack group and key within the evaluation (see
-	// idTable), once a coupon of it applies; kind and excl are the template's, so that later
-	// passes need not read it.
+	// group and key number the template's stack group and key within the evaluation (the
+	// Wallet's numbers, or idTable's); kind and excl are the template's, so that later passes
+	// need not read it.
 	group, key          int32
 	kind                int8
 	excl                bool
@@ -188,10 +187,8 @@ func (e *evaluator) setup(in *Input) {
 		}
 	}
 	e.notFor = resize(e.notFor, int(numDims)*(len(in.Cart.Items)+1))
-	e.indexed = false
-	if w := in.Wallet; w != nil && w.items != nil && len(in.Cart.Items) <= 64 {
+	if w := in.Wallet; w != nil && w.items != nil && len(e.allBits) == 1 {
 		e.ruleMasks(w.items)
-		e.indexed = true
 	}
 	e.tevals = e.tevals[:0]
 	e.groupIDs.reset()
@@ -402,10 +399,6 @@ func (e *evaluator) qualifyCoupon(i int) couponEval {
 	if !te.wantSplit { // the template's first applicable coupon
 		te.wantSplit = true
 		e.splitItems += len(te.elig)
-		if e.in.Wallet == nil { // a Wallet numbers them (see templateIn)
-			te.group = e.groupIDs.id(te.t.groupHash, te.t.group)
-			te.key = e.keyIDs.id(te.t.keyHash, te.t.Key)
-		}
 	}
 	return couponEval{ti: ti, applies: true}
 }
@@ -647,8 +640,8 @@ type keyTemplate struct {
 	ti      int32
 }
 
-// template returns the index of t's evaluation, computing its hard reasons and eligible items on
-// first use.
+// template returns the index of t's evaluation, computing its hard reasons and eligible items and
+// numbering its stack group and key on first use.
 func (e *evaluator) template(t *Template) int32 {
 	mask := uint64(len(e.slots) - 1)
 	h := t.hash & mask
@@ -659,6 +652,8 @@ func (e *evaluator) template(t *Template) int32 {
 	}
 	i := e.newTemplate(t, -1)
 	e.slots[h] = i + 1
+	te := &e.tevals[i]
+	te.group, te.key = e.groupIDs.id(t.groupHash, t.group), e.keyIDs.id(t.keyHash, t.Key)
 	return i
 }
 
@@ -698,7 +693,7 @@ func (e *evaluator) hardReasons(te *tmplEval, slot int32) {
 	te.elig = e.allIdx
 	switch {
 	case !t.itemRules():
-	case slot >= 0 && e.indexed:
+	case slot >= 0 && len(e.allBits) == 1: // see ruleMasks
 		e.eligibleIndexed(te, slot)
 	default:
 		e.eligibleItems(te)

@@ -98,11 +98,7 @@ func (s *searcher) reset(cs []*cand, d dense, amounts []int64, consume bool, sp 
 // them is computed again; the rest (what is left of the items, the counts) must be at rest.
 func (s *searcher) use(cs []*cand, d dense) {
 	s.c = cs
-	// A group never holds more coupons than its candidates' largest max_per_order.
-	clear(s.minLim)
-	for _, c := range cs {
-		s.minLim[c.group] = max(s.minLim[c.group], c.limit)
-	}
+	s.groupLimits()
 	s.memo, s.pickPool, s.byValueDone = s.memo[:0], s.pickPool[:0], false
 	s.same, s.modular, s.dupKeys = resize(s.same, len(cs)), len(cs), false
 	seen := resize(s.top, d.keys) // top is free until prune
@@ -119,6 +115,15 @@ func (s *searcher) use(cs []*cand, d dense) {
 		}
 	}
 	s.top = seen
+}
+
+// groupLimits sets minLim for an empty stack: a group never holds more coupons than its
+// candidates' largest max_per_order.
+func (s *searcher) groupLimits() {
+	clear(s.minLim)
+	for _, c := range s.c {
+		s.minLim[c.group] = max(s.minLim[c.group], c.limit)
+	}
 }
 
 // staticBounds sets suffix[k], once the search's candidates are set: per group, the sum of the
@@ -297,16 +302,14 @@ func (s *searcher) greedy() {
 		s.keyUsed[c.key] = true
 		pick, vals = append(pick, int32(best)), append(vals, most)
 	}
-	// Put the state back: the takes in reverse, then the counts and limits as use set them.
+	// Put the state back: the takes in reverse, then the counts and limits of an empty stack.
 	for i := len(pick) - 1; i >= 0; i-- {
 		s.unapply(s.c[pick[i]], vals[i])
 	}
 	s.greedyVals = vals
 	clear(s.count)
 	clear(s.keyUsed)
-	for _, c := range s.c {
-		s.minLim[c.group] = max(s.minLim[c.group], c.limit)
-	}
+	s.groupLimits()
 	kept, total := s.exact(pick)
 	s.chosen, s.cur = kept, total
 	if len(kept) > 0 {
@@ -847,11 +850,7 @@ func (s *searcher) worthNow(c *cand) int64 {
 			return c.value
 		}
 	}
-	var base int64
-	for _, i := range c.elig {
-		base += s.r[i]
-	}
-	return c.t.value(base)
+	return s.value(c)
 }
 
 // sumOf is what is left of the items of mask (a cart of at most 64 items).
